@@ -1,0 +1,1 @@
+"""File I/O at the edges: atomic writes, deterministic Parquet, JSON reports."""

@@ -1,0 +1,74 @@
+"""Atomic writes: write to a temporary sibling, then rename into place.
+
+A crash or an exception never leaves a half-written output under the final name, and the
+temporary file or directory is removed on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_dir", "replace_dir"]
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
+
+    Parameters
+    ----------
+    target
+        Final file path. Its parent directory is created if needed.
+
+    Yields
+    ------
+    pathlib.Path
+        A path in the same directory (so the rename is atomic on POSIX) that the caller writes.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary directory; swap it in place of ``target`` on success.
+
+    An existing ``target`` is replaced whole. On failure the temporary directory is removed and
+    ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def replace_dir(src: Path, target: Path) -> None:
+    """Move directory ``src`` onto ``target``, removing the old ``target`` only after the move."""
+    old: Path | None = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(src, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

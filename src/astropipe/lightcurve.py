@@ -1,0 +1,114 @@
+"""The common light-curve table shared by every survey (ZTF alerts, ZTF DR, TESS).
+
+One row per measurement. Magnitude surveys fill ``mag``/``mag_err``; flux surveys fill
+``flux``/``flux_err``; an upper limit has ``is_upper_limit`` true and its limiting magnitude in
+``limiting_mag``. ``mjd`` is the observation time as MJD (UTC for ZTF, TDB for TESS; the time
+scale per survey is recorded in the file metadata). Rows are sorted by
+``(object_id, band, mjd)`` and unique on ``(object_id, mjd, band)``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = [
+    "LIGHTCURVE_SCHEMA",
+    "LIGHTCURVE_UNITS",
+    "LIGHTCURVE_KEY",
+    "ZTF_BANDS",
+    "to_lightcurve_table",
+    "deduplicate",
+]
+
+log = logging.getLogger(__name__)
+
+LIGHTCURVE_SCHEMA = pa.schema(
+    [
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("survey", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # alert | dr | irsa | spoc ...
+        pa.field("band", pa.string(), nullable=False),
+        pa.field("mjd", pa.float64(), nullable=False),
+        pa.field("mag", pa.float64()),
+        pa.field("mag_err", pa.float64()),
+        pa.field("flux", pa.float64()),
+        pa.field("flux_err", pa.float64()),
+        pa.field("limiting_mag", pa.float64()),
+        pa.field("is_upper_limit", pa.bool_(), nullable=False),
+        pa.field("flags", pa.int64(), nullable=False),
+        pa.field("ra", pa.float64()),
+        pa.field("dec", pa.float64()),
+    ]
+)
+
+LIGHTCURVE_UNITS = {
+    "mjd": "d",
+    "mag": "mag",
+    "mag_err": "mag",
+    "limiting_mag": "mag",
+    "ra": "deg",
+    "dec": "deg",
+}
+
+LIGHTCURVE_KEY = ("object_id", "mjd", "band")
+
+#: ZTF filter id → IRSA band name.
+ZTF_BANDS = {1: "zg", 2: "zr", 3: "zi"}
+
+
+def deduplicate(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep one row per ``(object_id, mjd, band)``: a detection beats an upper limit.
+
+    The same epoch reaches us several times (a candidate repeated in later packets'
+    ``prv_candidates``); detections carry more information than limits, and among equals the
+    first in sort order wins, so the result does not depend on input order.
+    """
+    if df.empty:
+        return df
+    ordered = df.sort_values(
+        ["object_id", "band", "mjd", "is_upper_limit", "source", "mag"],
+        kind="mergesort",
+        na_position="last",
+    )
+    out = ordered.drop_duplicates(list(LIGHTCURVE_KEY), keep="first")
+    dropped = len(df) - len(out)
+    if dropped:
+        log.info("deduplicated %d of %d light-curve rows on %s", dropped, len(df), LIGHTCURVE_KEY)
+    return out.reset_index(drop=True)
+
+
+def to_lightcurve_table(df: pd.DataFrame) -> pa.Table:
+    """Coerce ``df`` to :data:`LIGHTCURVE_SCHEMA`, deduplicate, sort, and return an Arrow table.
+
+    Missing optional columns are filled with nulls; ``flags`` defaults to 0 and
+    ``is_upper_limit`` to false.
+    """
+    df = df.copy()
+    for field in LIGHTCURVE_SCHEMA:
+        if field.name not in df.columns:
+            if field.name == "flags":
+                df[field.name] = 0
+            elif field.name == "is_upper_limit":
+                df[field.name] = False
+            elif pa.types.is_floating(field.type):
+                df[field.name] = np.nan
+            else:
+                raise KeyError(f"light-curve frame lacks required column {field.name!r}")
+    df = deduplicate(df[LIGHTCURVE_SCHEMA.names])
+    df = df.sort_values(["object_id", "band", "mjd"], kind="mergesort").reset_index(drop=True)
+    arrays = []
+    for field in LIGHTCURVE_SCHEMA:
+        col = df[field.name]
+        if pa.types.is_floating(field.type):
+            arrays.append(pa.array(col.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True))
+        elif pa.types.is_integer(field.type):
+            arrays.append(pa.array(col.to_numpy(dtype="int64"), type=field.type))
+        elif pa.types.is_boolean(field.type):
+            arrays.append(pa.array(col.to_numpy(dtype=bool), type=field.type))
+        else:
+            arrays.append(pa.array(col.astype(str).tolist(), type=field.type))
+    return pa.Table.from_arrays(arrays, schema=LIGHTCURVE_SCHEMA)
