@@ -1,0 +1,1 @@
+"""Network sources: one HTTP session with retries, shared by every live ingest."""

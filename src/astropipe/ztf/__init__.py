@@ -1,0 +1,1 @@
+"""ZTF: alert packets (Avro) and data-release light curves (IRSA)."""

@@ -1,0 +1,104 @@
+"""Typed schema of the ``ztf`` config group (conf/ztf/default.yaml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from astropipe.config import choice, from_mapping
+from astropipe.errors import ConfigError
+
+__all__ = ["AlertsConfig", "DrConfig", "IrsaConfig", "ZtfOutputs", "ZtfConfig"]
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Alert packets: a directory of ``.avro`` files or a night tarball."""
+
+    path: str = "data/sample/ztf/alerts"
+    cutouts: bool = True
+    jpeg_cutouts: str = "skip"
+
+
+@dataclass(frozen=True)
+class DrConfig:
+    """IRSA data-release bulk Parquet files (one row per object and filter)."""
+
+    path: str = "data/sample/ztf/irsa"
+    bad_catflags_mask: int = 32768
+
+
+@dataclass(frozen=True)
+class IrsaConfig:
+    """The IRSA ``nph_light_curves`` query, bounded so it defines a reproducible snapshot."""
+
+    url: str = "https://irsa.ipac.caltech.edu/cgi-bin/ZTF/nph_light_curves"
+    ids: list[int] = field(default_factory=list)
+    ra: float | None = None
+    dec: float | None = None
+    radius: float | None = None
+    filters: list[str] = field(default_factory=lambda: ["zg", "zr", "zi"])
+    mjd_range: list[float] | None = None
+    limit: int | None = None
+    timeout: list[float] = field(default_factory=lambda: [5.0, 60.0])
+    retries: int = 4
+    backoff_factor: float = 0.5
+    token_env: str = "ZTF_API_TOKEN"
+    bad_catflags_mask: int = 32768
+
+    def validate(self) -> IrsaConfig:
+        """Check that the query is bounded and well formed; return self."""
+        cone = (self.ra, self.dec, self.radius)
+        if any(v is not None for v in cone) and not all(v is not None for v in cone):
+            raise ConfigError("ztf.irsa: give all of ra, dec and radius for a cone, or none.")
+        if self.ra is None and not self.ids:
+            raise ConfigError(
+                "ztf.irsa: the query is unbounded; set ztf.irsa.ids=[...] or "
+                "ztf.irsa.ra/dec/radius for a cone search."
+            )
+        if self.radius is not None and not 0 < self.radius <= 1.0:
+            raise ConfigError(f"ztf.irsa.radius: {self.radius} deg is outside (0, 1]; use a smaller cone.")
+        bad = sorted(set(self.filters) - {"zg", "zr", "zi"})
+        if bad:
+            raise ConfigError(f"ztf.irsa.filters: unknown band(s) {bad}; valid bands are zg, zr, zi.")
+        if self.mjd_range is not None and (len(self.mjd_range) != 2 or self.mjd_range[0] > self.mjd_range[1]):
+            raise ConfigError(f"ztf.irsa.mjd_range: expected [start, end] with start <= end, found {self.mjd_range}.")
+        return self
+
+
+@dataclass(frozen=True)
+class ZtfOutputs:
+    """Where ingest_ztf writes."""
+
+    dir: str = "data/raw/ztf"
+    alerts: str = "data/raw/ztf/alerts.parquet"
+    lightcurves: str = "data/raw/ztf/lightcurves.parquet"
+    cutouts: str = "data/raw/ztf/cutouts"
+    report: str = "reports/ingest_ztf.json"
+    metrics: str = "reports/metrics/ingest_ztf.json"
+
+
+@dataclass(frozen=True)
+class ZtfConfig:
+    """The ``ztf`` section of params.yaml."""
+
+    source: str = "sample"
+    on_error: str = "quarantine"
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    dr: DrConfig = field(default_factory=DrConfig)
+    irsa: IrsaConfig = field(default_factory=IrsaConfig)
+    outputs: ZtfOutputs = field(default_factory=ZtfOutputs)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ZtfConfig:
+        """Build from the full params mapping and check the choices."""
+        if "ztf" not in params:
+            raise ConfigError("params: no `ztf` section; run `make params` to compose params.yaml.")
+        cfg = from_mapping(cls, params["ztf"], where="ztf")
+        choice(cfg.source, ("sample", "irsa"), where="ztf.source")
+        choice(cfg.on_error, ("quarantine", "fail"), where="ztf.on_error")
+        choice(cfg.alerts.jpeg_cutouts, ("skip", "keep"), where="ztf.alerts.jpeg_cutouts")
+        if cfg.source == "irsa":
+            cfg.irsa.validate()
+        return cfg
