@@ -1,0 +1,298 @@
+"""Decode ZTF alert packets (schema v1.0 → v4.02) into alert rows, light-curve rows and stamps.
+
+The packet format is documented in the ZTF Avro Alert Schema
+(https://zwickytransientfacility.github.io/ztf-avro-alert/schema.html). Notes that matter here:
+
+- every packet embeds its writer schema; ``schemavsn`` is a record field from v2.0 on, and v1.x
+  packets are versioned from the writer schema's ``version`` attribute (v1.0 only names it in
+  the schema ``doc``);
+- v1.0/v1.1 packets (2016 pre-survey tests) have no ``objectId``, an ``alertId`` and a negative
+  ``candid``; their cutouts are JPEG, later ones gzip-compressed FITS;
+- ``prv_candidates`` mixes detections and upper limits: a limit has ``candid`` null and only
+  ``diffmaglim`` set.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import fastavro
+import numpy as np
+import pyarrow as pa
+
+from astropipe.errors import InputFileError
+from astropipe.lightcurve import ZTF_BANDS
+from astropipe.ztf.packets import Packet
+
+__all__ = [
+    "JD_MJD_OFFSET",
+    "FLAG_NEGATIVE_DIFF",
+    "DecodedAlert",
+    "decode_packet",
+    "AlertCollector",
+]
+
+#: MJD = JD − 2400000.5
+JD_MJD_OFFSET = 2400000.5
+#: ``flags`` bit set on light-curve rows whose difference image is negative (isdiffpos f/0).
+FLAG_NEGATIVE_DIFF = 1
+
+_STAMPS = (("cutoutScience", "science"), ("cutoutTemplate", "template"), ("cutoutDifference", "difference"))
+_VERSION_IN_DOC = re.compile(r"\bv(\d+\.\d+)\b")
+
+# Alert-table columns that lead the file, in this order; every other candidate field follows
+# sorted by name.
+_CORE = (
+    ("objectId", pa.string()),
+    ("candid", pa.int64()),
+    ("alertId", pa.int64()),
+    ("schemavsn", pa.string()),
+    ("publisher", pa.string()),
+    ("jd", pa.float64()),
+    ("mjd", pa.float64()),
+    ("fid", pa.int32()),
+    ("band", pa.string()),
+    ("ra", pa.float64()),
+    ("dec", pa.float64()),
+    ("magpsf", pa.float32()),
+    ("sigmapsf", pa.float32()),
+    ("rb", pa.float32()),
+    ("drb", pa.float32()),
+    ("isdiffpos", pa.string()),
+    ("programid", pa.int32()),
+    ("n_prv_candidates", pa.int32()),
+    ("n_fp_hists", pa.int32()),
+    ("packet", pa.string()),
+)
+_CORE_NAMES = {name for name, _ in _CORE}
+
+_AVRO_TO_ARROW = {
+    "int": pa.int32(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "bytes": pa.binary(),
+}
+_WIDER = {(pa.int32(), pa.int64()): pa.int64(), (pa.float32(), pa.float64()): pa.float64()}
+
+
+@dataclass(slots=True)
+class DecodedAlert:
+    """One decoded packet: the raw record plus what the writer schema tells about it."""
+
+    packet: str
+    schemavsn: str
+    record: dict[str, Any]
+    candidate_types: dict[str, pa.DataType]
+
+
+def _arrow_type(avro_type: Any) -> pa.DataType | None:
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        return _arrow_type(non_null[0]) if len(non_null) == 1 else None
+    if isinstance(avro_type, dict):
+        return _arrow_type(avro_type.get("type"))
+    return _AVRO_TO_ARROW.get(avro_type) if isinstance(avro_type, str) else None
+
+
+def _schema_version(record: Mapping[str, Any], schema: Mapping[str, Any]) -> str:
+    if record.get("schemavsn"):
+        return str(record["schemavsn"])
+    if schema.get("version"):
+        return str(schema["version"])
+    match = _VERSION_IN_DOC.search(str(schema.get("doc", "")))
+    return match.group(1) if match else "unknown"
+
+
+def _candidate_types(schema: Mapping[str, Any]) -> dict[str, pa.DataType]:
+    for fld in schema.get("fields", []):
+        if fld["name"] == "candidate" and isinstance(fld["type"], dict):
+            out = {}
+            for sub in fld["type"].get("fields", []):
+                tp = _arrow_type(sub["type"])
+                if tp is not None:
+                    out[sub["name"]] = tp
+            return out
+    return {}
+
+
+def decode_packet(packet: Packet) -> DecodedAlert:
+    """Decode one packet (an Avro Object Container file holding one alert).
+
+    Raises
+    ------
+    InputFileError
+        When the bytes are not an Avro container with one ZTF alert record (the message names
+        the packet and the reason).
+    """
+    if not packet.data.startswith(b"Obj\x01"):
+        raise InputFileError(
+            f"{packet.name}: not an Avro Object Container file (no 'Obj\\x01' magic, so no "
+            "embedded schema); this is a bare datum or another format — re-fetch the packet."
+        )
+    try:
+        reader = fastavro.reader(io.BytesIO(packet.data))
+        schema = reader.writer_schema
+        records = list(reader)
+    except Exception as exc:  # fastavro raises many types for corrupt input
+        raise InputFileError(
+            f"{packet.name}: Avro decoding failed ({type(exc).__name__}: {exc}); the packet is "
+            "truncated or corrupt — re-fetch it."
+        ) from exc
+    if len(records) != 1 or "candidate" not in records[0]:
+        raise InputFileError(
+            f"{packet.name}: expected one ZTF alert record with a 'candidate', found "
+            f"{len(records)} record(s); is this a ZTF alert packet?"
+        )
+    record = records[0]
+    return DecodedAlert(packet.name, _schema_version(record, schema), record, _candidate_types(schema))
+
+
+def _negative(isdiffpos: Any) -> bool:
+    return str(isdiffpos) in ("f", "0")
+
+
+def _isdiffpos(value: Any) -> str | None:
+    """``isdiffpos`` as 't'/'f': v1.x packets write it as an int 1/0, later ones as text."""
+    if value is None:
+        return None
+    return "f" if _negative(value) else "t"
+
+
+@dataclass
+class AlertCollector:
+    """Accumulate decoded alerts into column lists for the alerts and light-curve tables.
+
+    Parameters
+    ----------
+    keep_jpeg
+        Keep v1.x JPEG cutouts (as ``.jpg``) instead of skipping them.
+    """
+
+    keep_jpeg: bool = False
+    alert_rows: list[dict[str, Any]] = field(default_factory=list)
+    lc: dict[str, list[Any]] = field(
+        default_factory=lambda: {
+            k: []
+            for k in ("object_id", "band", "mjd", "mag", "mag_err", "limiting_mag",
+                      "is_upper_limit", "flags", "ra", "dec")
+        }
+    )
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    lc_skipped_no_object: int = 0
+    jpeg_skipped: int = 0
+
+    def add(self, alert: DecodedAlert) -> list[tuple[str, bytes]]:
+        """Add one alert; return its stamps as ``(relative file name, bytes)`` to write."""
+        rec = alert.record
+        cand = rec["candidate"]
+        self.versions[alert.schemavsn] = self.versions.get(alert.schemavsn, 0) + 1
+        for name, tp in alert.candidate_types.items():
+            old = self.types.get(name)
+            if old is None or old == tp:
+                self.types[name] = tp
+            else:  # a field whose type changed between schema versions: widen, else text
+                self.types[name] = _WIDER.get((old, tp)) or _WIDER.get((tp, old)) or pa.string()
+        prv = rec.get("prv_candidates") or []
+        row = dict(cand)
+        row.update(
+            objectId=rec.get("objectId"),
+            candid=rec.get("candid", cand.get("candid")),
+            alertId=rec.get("alertId"),
+            schemavsn=alert.schemavsn,
+            publisher=rec.get("publisher"),
+            mjd=cand["jd"] - JD_MJD_OFFSET,
+            band=ZTF_BANDS.get(cand.get("fid")),
+            n_prv_candidates=len(prv),
+            n_fp_hists=len(rec.get("fp_hists") or []),
+            packet=alert.packet,
+            isdiffpos=_isdiffpos(cand.get("isdiffpos")),
+        )
+        self.alert_rows.append(row)
+        object_id = rec.get("objectId")
+        if object_id:
+            self._add_lc(object_id, cand, upper_limit=False)
+            for p in prv:
+                self._add_lc(object_id, p, upper_limit=p.get("candid") is None)
+        else:
+            self.lc_skipped_no_object += 1 + len(prv)
+        return self._stamps(rec, object_id or f"alertId{rec.get('alertId')}")
+
+    def _add_lc(self, object_id: str, c: Mapping[str, Any], *, upper_limit: bool) -> None:
+        lc = self.lc
+        lc["object_id"].append(object_id)
+        lc["band"].append(ZTF_BANDS.get(c.get("fid"), "unknown"))
+        lc["mjd"].append(c["jd"] - JD_MJD_OFFSET)
+        lc["mag"].append(None if upper_limit else c.get("magpsf"))
+        lc["mag_err"].append(None if upper_limit else c.get("sigmapsf"))
+        lc["limiting_mag"].append(c.get("diffmaglim"))
+        lc["is_upper_limit"].append(upper_limit)
+        lc["flags"].append(FLAG_NEGATIVE_DIFF if _negative(c.get("isdiffpos")) else 0)
+        lc["ra"].append(c.get("ra"))
+        lc["dec"].append(c.get("dec"))
+
+    def _stamps(self, rec: Mapping[str, Any], object_id: str) -> list[tuple[str, bytes]]:
+        out = []
+        candid = rec.get("candid", rec["candidate"].get("candid"))
+        for key, kind in _STAMPS:
+            stamp = rec.get(key)
+            if not stamp or not stamp.get("stampData"):
+                continue
+            data = stamp["stampData"]
+            if data[:2] == b"\x1f\x8b":
+                out.append((f"{object_id}/{candid}_{kind}.fits", gzip.decompress(data)))
+            elif data[:3] == b"\xff\xd8\xff":
+                if self.keep_jpeg:
+                    out.append((f"{object_id}/{candid}_{kind}.jpg", data))
+                else:
+                    self.jpeg_skipped += 1
+        return out
+
+    # ------------------------------------------------------------------ tables
+    def alerts_table(self) -> pa.Table:
+        """The alerts table: core columns first, then every candidate field sorted by name.
+
+        Duplicate ``candid`` (the same alert re-serialised under a newer schema) keep the row
+        of the newest schema version.
+        """
+        rows = _dedupe_by_candid(self.alert_rows)
+        extra = sorted(set(self.types) - _CORE_NAMES)
+        fields = [pa.field(n, t) for n, t in _CORE] + [pa.field(n, self.types[n]) for n in extra]
+        arrays = [pa.array(_column(rows, f), type=f.type) for f in fields]
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def lightcurve_columns(self) -> dict[str, np.ndarray | list[Any]]:
+        """The light-curve rows gathered so far, as columns (not yet deduplicated)."""
+        return self.lc
+
+
+def _column(rows: list[dict[str, Any]], fld: pa.Field) -> list[Any]:
+    values = [r.get(fld.name) for r in rows]
+    if pa.types.is_string(fld.type):
+        return [v if v is None or isinstance(v, str) else str(v) for v in values]
+    return values
+
+
+def _version_key(v: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in v.split("."))
+    except ValueError:
+        return (-1.0,)
+
+
+def _dedupe_by_candid(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    best: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        key = row["candid"]
+        old = best.get(key)
+        if old is None or _version_key(row["schemavsn"]) > _version_key(old["schemavsn"]):
+            best[key] = row
+    return sorted(best.values(), key=lambda r: (r["jd"], r["candid"]))

@@ -1,0 +1,221 @@
+"""The ``ingest_ztf`` stage: alert packets and DR light curves → ``data/raw/ztf/``.
+
+Outputs (paths from ``ztf.outputs``):
+
+- ``alerts.parquet``: one row per alert (deduplicated on ``candid``);
+- ``lightcurves.parquet``: the common light-curve schema, alert candidates and
+  ``prv_candidates`` (upper limits flagged) plus DR light curves, unique on
+  ``(object_id, mjd, band)``;
+- ``cutouts/<objectId>/<candid>_<kind>.fits``: decompressed stamps;
+- the report (quarantined packets with reasons) and the metrics JSON.
+
+The output directory is built in a temporary sibling and swapped in at the end, so a failed
+run leaves the previous output untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from astropipe.errors import AstropipeError, InputFileError
+from astropipe.io.atomic import atomic_dir
+from astropipe.io.tables import write_json, write_parquet
+from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
+from astropipe.provenance import provenance
+from astropipe.ztf.alerts import AlertCollector, decode_packet
+from astropipe.ztf.config import ZtfConfig
+from astropipe.ztf.packets import iter_packets
+
+__all__ = ["run", "ingest_alerts", "AlertIngest"]
+
+log = logging.getLogger(__name__)
+
+ALERT_UNITS = {
+    "jd": "d",
+    "mjd": "d",
+    "ra": "deg",
+    "dec": "deg",
+    "magpsf": "mag",
+    "sigmapsf": "mag",
+    "diffmaglim": "mag",
+}
+
+
+class AlertIngest:
+    """The result of reading every packet: collector, quarantine list and input hashes."""
+
+    def __init__(self, keep_jpeg: bool) -> None:
+        self.collector = AlertCollector(keep_jpeg=keep_jpeg)
+        self.quarantined: list[dict[str, str]] = []
+        self.inputs: dict[str, str] = {}
+        self.stamps_written = 0
+
+
+def ingest_alerts(
+    cfg: ZtfConfig,
+    *,
+    cutout_dir: Path | None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> AlertIngest:
+    """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
+
+    Undecodable packets are quarantined (listed with the reason) unless
+    ``cfg.on_error == "fail"``, in which case the first one raises.
+    """
+    result = AlertIngest(keep_jpeg=cfg.alerts.jpeg_cutouts == "keep")
+    packets = iter_packets(cfg.alerts.path, limit=limit)
+    if progress:
+        from tqdm import tqdm
+
+        packets = tqdm(packets, desc="alerts", unit="pkt")
+    for packet in packets:
+        result.inputs[packet.name] = packet.sha256
+        try:
+            alert = decode_packet(packet)
+        except InputFileError as exc:
+            if cfg.on_error == "fail":
+                raise
+            log.warning("quarantined %s", exc)
+            result.quarantined.append({"file": packet.name, "reason": str(exc)})
+            continue
+        stamps = result.collector.add(alert)
+        if cutout_dir is not None and cfg.alerts.cutouts:
+            for name, data in stamps:
+                dest = cutout_dir / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+            result.stamps_written += len(stamps)
+    return result
+
+
+def _alert_lightcurves(collector: AlertCollector) -> pd.DataFrame:
+    df = pd.DataFrame(collector.lightcurve_columns())
+    df["survey"] = "ZTF"
+    df["source"] = "alert"
+    return df
+
+
+def _dr_lightcurves(cfg: ZtfConfig) -> tuple[pd.DataFrame, dict[str, str], dict[str, Any] | None]:
+    """Light curves from the configured DR source: bulk Parquet (sample) or IRSA (live)."""
+    if cfg.source == "irsa":
+        from astropipe.ztf.irsa import fetch_lightcurves
+
+        frame, prov = fetch_lightcurves(cfg.irsa)
+        return frame, prov["responses"], prov["query"]
+    from astropipe.ztf.dr import read_dr_lightcurves
+
+    frame, hashes = read_dr_lightcurves(cfg.dr)
+    return frame, hashes, None
+
+
+def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> dict[str, Any]:
+    lc = lightcurves.to_pandas()
+    return {
+        "packets": len(ingest.inputs),
+        "alerts": alerts.num_rows,
+        "quarantined": len(ingest.quarantined),
+        "schema_versions": dict(sorted(ingest.collector.versions.items())),
+        "lightcurve_rows": lightcurves.num_rows,
+        "lightcurve_upper_limits": int(lc["is_upper_limit"].sum()) if len(lc) else 0,
+        "lightcurve_objects": int(lc["object_id"].nunique()) if len(lc) else 0,
+        "lightcurve_rows_by_source": {k: int(v) for k, v in lc["source"].value_counts().sort_index().items()},
+        "lightcurve_rows_skipped_no_object_id": ingest.collector.lc_skipped_no_object,
+        "cutouts_written": ingest.stamps_written,
+        "jpeg_cutouts_skipped": ingest.collector.jpeg_skipped,
+    }
+
+
+def run(
+    params: Mapping[str, Any],
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run ingest_ztf with the ``ztf`` section of ``params``.
+
+    Parameters
+    ----------
+    params
+        The composed parameters (params.yaml or :func:`astropipe.config.compose`).
+    dry_run
+        Decode and summarise, but write nothing and make no network request.
+    limit
+        Read at most this many alert packets (and keep at most this many live rows).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    dict
+        The stage metrics (also written to ``ztf.outputs.metrics`` unless ``dry_run``).
+    """
+    cfg = ZtfConfig.from_params(params)
+    if dry_run:
+        ingest = ingest_alerts(cfg, cutout_dir=None, limit=limit, progress=progress)
+        summary: dict[str, Any] = {
+            "dry_run": True,
+            "source": cfg.source,
+            "packets": len(ingest.inputs),
+            "alerts_decoded": len(ingest.collector.alert_rows),
+            "quarantined": ingest.quarantined,
+            "outputs": asdict(cfg.outputs),
+        }
+        if cfg.source == "irsa":
+            from astropipe.ztf.irsa import irsa_query_params
+
+            summary["irsa_requests"] = [
+                {"url": cfg.irsa.url, "params": q} for q in irsa_query_params(cfg.irsa)
+            ]
+            summary["limit"] = limit if limit is not None else cfg.irsa.limit
+        else:
+            summary["dr_path"] = cfg.dr.path
+        return summary
+
+    out = cfg.outputs
+    out_dir = Path(out.dir)
+    for name in ("alerts", "lightcurves", "cutouts"):
+        target = Path(getattr(out, name))
+        if out_dir.resolve() not in target.resolve().parents:
+            raise AstropipeError(
+                f"ztf.outputs.{name}={target} is outside ztf.outputs.dir={out_dir}; "
+                "keep every ingest_ztf output under one directory (it is one DVC output)."
+            )
+    with atomic_dir(out_dir) as tmp:
+        cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
+        ingest = ingest_alerts(cfg, cutout_dir=cutouts, limit=limit, progress=progress)
+        dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
+        if limit is not None and cfg.source == "irsa":
+            dr_frame = dr_frame.head(limit)
+        frames = [f for f in (_alert_lightcurves(ingest.collector), dr_frame) if len(f)]
+        lightcurves = to_lightcurve_table(pd.concat(frames, ignore_index=True))
+        alerts = ingest.collector.alerts_table()
+        inputs = {**ingest.inputs, **dr_inputs}
+        prov = provenance(
+            stage="ingest_ztf",
+            inputs=inputs,
+            params=params["ztf"],
+            source=cfg.source,
+            query=query,
+        )
+        rel = lambda p: tmp / Path(p).resolve().relative_to(out_dir.resolve())  # noqa: E731
+        write_parquet(alerts, rel(out.alerts), provenance=prov, units=ALERT_UNITS)
+        write_parquet(
+            lightcurves,
+            rel(out.lightcurves),
+            provenance={**prov, "time_scale": {"alert": "UTC", "dr": "UTC", "irsa": "UTC"}},
+            units=LIGHTCURVE_UNITS,
+        )
+        summary = _summary(ingest, alerts, lightcurves)
+    write_json({**summary, "quarantined": ingest.quarantined}, out.report)
+    write_json(summary, out.metrics)
+    log.info("ingest_ztf: %s", summary)
+    return summary
