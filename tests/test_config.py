@@ -47,7 +47,9 @@ def test_bad_choice_lists_options() -> None:
 
 
 def test_secrets_never_in_conf_or_params(root: Path) -> None:
-    text = (root / "params.yaml").read_text() + "".join(p.read_text() for p in (root / "conf").rglob("*.yaml"))
+    text = (root / "params.yaml").read_text() + "".join(
+        p.read_text() for p in (root / "conf").rglob("*.yaml")
+    )
     data = yaml.safe_load((root / "params.yaml").read_text())
     assert "token_env" in text  # only the *name* of the variable
     flat = str(data).lower()

@@ -18,7 +18,9 @@ def _synthetic(seed: int = 3) -> pd.DataFrame:
             n = int(rng.integers(4, 80))
             t = np.sort(rng.uniform(58000, 58300, n))
             m = 18 + rng.normal(0, 0.2, n) + rng.normal(0, 0.01) * (t - 58000)
-            parts.append(pd.DataFrame({"object_id": f"ZTF{o:02d}", "band": band, "mjd": t, "mag": m}))
+            parts.append(
+                pd.DataFrame({"object_id": f"ZTF{o:02d}", "band": band, "mjd": t, "mag": m})
+            )
     df = pd.concat(parts, ignore_index=True)
     return df.sample(frac=1.0, random_state=0)  # shuffled: the function must sort
 
@@ -27,13 +29,21 @@ def test_matches_light_curve_package() -> None:
     df = _synthetic()
     feats = compute_features(df).set_index(["object_id", "band"])
     ext = lcf.Extractor(
-        lcf.Mean(), lcf.Median(), lcf.StandardDeviation(), lcf.Skew(), lcf.Kurtosis(),
-        lcf.Amplitude(), lcf.MedianAbsoluteDeviation(), lcf.LinearTrend(),
+        lcf.Mean(),
+        lcf.Median(),
+        lcf.StandardDeviation(),
+        lcf.Skew(),
+        lcf.Kurtosis(),
+        lcf.Amplitude(),
+        lcf.MedianAbsoluteDeviation(),
+        lcf.LinearTrend(),
     )
     ours_cols = ["mean", "median", "std", "skew", "kurtosis", "amplitude", "mad", "slope"]
     for (obj, band), g in df.groupby(["object_id", "band"]):
         g = g.sort_values("mjd")
-        ref = ext(g.mjd.to_numpy(), g.mag.to_numpy(), np.ones(len(g)), sorted=True)[: len(ours_cols)]
+        ref = ext(g.mjd.to_numpy(), g.mag.to_numpy(), np.ones(len(g)), sorted=True)[
+            : len(ours_cols)
+        ]
         ours = feats.loc[(obj, band), ours_cols].to_numpy(float)
         np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=1e-10, err_msg=f"{obj} {band}")
         assert feats.loc[(obj, band), "n_obs"] == len(g)
@@ -73,7 +83,12 @@ def test_min_points_and_undefined_moments() -> None:
 def test_rows_are_not_mixed_between_groups() -> None:
     # Two groups with very different levels: any leak across a group boundary shows in the mean.
     df = pd.DataFrame(
-        {"object_id": ["x"] * 5 + ["y"] * 5, "band": "zr", "mjd": list(range(5)) * 2, "mag": [10.0] * 5 + [20.0] * 5}
+        {
+            "object_id": ["x"] * 5 + ["y"] * 5,
+            "band": "zr",
+            "mjd": list(range(5)) * 2,
+            "mag": [10.0] * 5 + [20.0] * 5,
+        }
     )
     f = compute_features(df)
     assert list(f["mean"]) == [10.0, 20.0] and list(f["std"]) == [0.0, 0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -34,14 +35,43 @@ def test_every_schema_version_decodes(path: Path) -> None:
 
 def test_all_versions_present() -> None:
     versions = {p.stem.split("_v", 1)[1] for p in GOOD}
-    assert versions == {"1.0", "1.1", "1.7", "1.8", "2.0", "3.0", "3.1", "3.2", "3.3", "3.5", "4.01", "4.02"}
+    assert versions == {
+        "1.0",
+        "1.1",
+        "1.7",
+        "1.8",
+        "2.0",
+        "3.0",
+        "3.1",
+        "3.2",
+        "3.3",
+        "3.5",
+        "4.01",
+        "4.02",
+    }
 
 
 @pytest.mark.parametrize(
     ("name", "object_id", "candid", "magpsf", "fid", "n_prv", "n_det"),
     [
-        ("739260766315010006_v3.2", "ZTF17aaacxxf", 739260766315010006, 15.371133804321289, 2, 28, 22),
-        ("3005140370015010009_v4.02", "ZTF18acullba", 3005140370015010009, 16.752946853637695, 1, 26, 12),
+        (
+            "739260766315010006_v3.2",
+            "ZTF17aaacxxf",
+            739260766315010006,
+            15.371133804321289,
+            2,
+            28,
+            22,
+        ),
+        (
+            "3005140370015010009_v4.02",
+            "ZTF18acullba",
+            3005140370015010009,
+            16.752946853637695,
+            1,
+            26,
+            12,
+        ),
         ("87704463155000_v1.0", None, -87704463155000, 18.992700576782227, 1, 18, 1),
     ],
 )
@@ -70,7 +100,9 @@ def test_known_packet_values(name, object_id, candid, magpsf, fid, n_prv, n_det)
 
 def test_schemaless_packet_is_rejected_with_reason() -> None:
     path = ALERTS / "87704463155000_v0_schemaless_datum.avro"
-    with pytest.raises(InputFileError, match=r"schemaless_datum\.avro: not an Avro Object Container"):
+    with pytest.raises(
+        InputFileError, match=r"schemaless_datum\.avro: not an Avro Object Container"
+    ):
         decode_packet(Packet(path.name, path.read_bytes()))
 
 
@@ -154,13 +186,15 @@ def test_cutouts_are_fits_or_skipped_jpeg() -> None:
     assert [n for n, _ in stamps] == [
         f"ZTF17aaacxxf/739260766315010006_{k}.fits" for k in ("science", "template", "difference")
     ]
-    with fits.open(io.BytesIO(stamps[0][1])) as hdul:
+    with fits.open(io.BytesIO(gzip.decompress(stamps[0][1]))) as hdul:
         assert hdul[0].data.shape == (63, 63)
     jpeg = ALERTS / "1726958725155000_v1.1.avro"
     assert collector.add(decode_packet(Packet(jpeg.name, jpeg.read_bytes()))) == []
     assert collector.jpeg_skipped == 3
     keep = AlertCollector(keep_jpeg=True)
-    assert all(n.endswith(".jpg") for n, _ in keep.add(decode_packet(Packet(jpeg.name, jpeg.read_bytes()))))
+    assert all(
+        n.endswith(".jpg") for n, _ in keep.add(decode_packet(Packet(jpeg.name, jpeg.read_bytes())))
+    )
 
 
 def test_alerts_table_schema_is_explicit_and_stable(tmp_path: Path) -> None:

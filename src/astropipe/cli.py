@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "ingest-ztf":
             s.add_argument("--limit", type=int, default=None, help="read at most N packets/rows")
         if name == "fits-to-zarr":
-            s.add_argument("--collection", required=True, help="collection name under zarr.collections")
+            s.add_argument(
+                "--collection", required=True, help="collection name under zarr.collections"
+            )
     show = sub.add_parser("show-config", help="print the composed configuration as JSON")
     show.add_argument("overrides", nargs="*", help="Hydra overrides")
     return p

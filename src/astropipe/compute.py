@@ -55,7 +55,9 @@ def parse_bytes(text: str | int) -> int:
     try:
         return int(_parse(text))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"memory size {text!r} is not understood; write e.g. 4GB or 512MiB.") from exc
+        raise ConfigError(
+            f"memory size {text!r} is not understood; write e.g. 4GB or 512MiB."
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -104,7 +104,9 @@ def to_lightcurve_table(df: pd.DataFrame) -> pa.Table:
     for field in LIGHTCURVE_SCHEMA:
         col = df[field.name]
         if pa.types.is_floating(field.type):
-            arrays.append(pa.array(col.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True))
+            arrays.append(
+                pa.array(col.to_numpy(dtype="float64", na_value=np.nan), from_pandas=True)
+            )
         elif pa.types.is_integer(field.type):
             arrays.append(pa.array(col.to_numpy(dtype="int64"), type=field.type))
         elif pa.types.is_boolean(field.type):

@@ -21,7 +21,10 @@ __all__ = ["FeaturesConfig", "run", "FEATURES_SCHEMA"]
 log = logging.getLogger(__name__)
 
 FEATURES_SCHEMA = pa.schema(
-    [pa.field("object_id", pa.string(), nullable=False), pa.field("band", pa.string(), nullable=False)]
+    [
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("band", pa.string(), nullable=False),
+    ]
     + [pa.field(c, pa.int64() if c == "n_obs" else pa.float64()) for c in FEATURE_COLUMNS]
 )
 FEATURE_UNITS = {
@@ -79,7 +82,9 @@ def _load(cfg: FeaturesConfig) -> tuple[pd.DataFrame, dict[str, str]]:
         frames.append(read_parquet(path).to_pandas())
         hashes[relpath(path)] = sha256_file(path)
     lc = pd.concat(frames, ignore_index=True)
-    keep = ~lc["is_upper_limit"].to_numpy(bool) & ((lc["flags"].to_numpy() & cfg.exclude_flags) == 0)
+    keep = ~lc["is_upper_limit"].to_numpy(bool) & (
+        (lc["flags"].to_numpy() & cfg.exclude_flags) == 0
+    )
     dropped = len(lc) - int(keep.sum())
     if len(lc):
         log.info("features: %d of %d rows are upper limits or flagged, not used", dropped, len(lc))

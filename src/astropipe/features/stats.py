@@ -113,9 +113,8 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
         var = m2 / (n - 1)
         std = np.sqrt(var)
         skew = n / ((n - 1) * (n - 2)) * m3 / std**3
-        kurt = (
-            n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)) * m4 / var**2
-            - 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))
+        kurt = n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)) * m4 / var**2 - 3 * (n - 1) ** 2 / (
+            (n - 2) * (n - 3)
         )
     skew[n < 3] = np.nan
     kurt[n < 4] = np.nan

@@ -14,7 +14,6 @@ The packet format is documented in the ZTF Avro Alert Schema
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -42,7 +41,11 @@ JD_MJD_OFFSET = 2400000.5
 #: ``flags`` bit set on light-curve rows whose difference image is negative (isdiffpos f/0).
 FLAG_NEGATIVE_DIFF = 1
 
-_STAMPS = (("cutoutScience", "science"), ("cutoutTemplate", "template"), ("cutoutDifference", "difference"))
+_STAMPS = (
+    ("cutoutScience", "science"),
+    ("cutoutTemplate", "template"),
+    ("cutoutDifference", "difference"),
+)
 _VERSION_IN_DOC = re.compile(r"\bv(\d+\.\d+)\b")
 
 # Alert-table columns that lead the file, in this order; every other candidate field follows
@@ -80,6 +83,7 @@ _AVRO_TO_ARROW = {
     "boolean": pa.bool_(),
     "bytes": pa.binary(),
 }
+_TYPES_BY_VERSION: dict[str, dict[str, pa.DataType]] = {}
 _WIDER = {(pa.int32(), pa.int64()): pa.int64(), (pa.float32(), pa.float64()): pa.float64()}
 
 
@@ -152,7 +156,11 @@ def decode_packet(packet: Packet) -> DecodedAlert:
             f"{len(records)} record(s); is this a ZTF alert packet?"
         )
     record = records[0]
-    return DecodedAlert(packet.name, _schema_version(record, schema), record, _candidate_types(schema))
+    version = _schema_version(record, schema)
+    types = _TYPES_BY_VERSION.get(version)
+    if types is None:  # a schema version is a fixed contract: map its types once
+        types = _TYPES_BY_VERSION.setdefault(version, _candidate_types(schema))
+    return DecodedAlert(packet.name, version, record, types)
 
 
 def _negative(isdiffpos: Any) -> bool:
@@ -174,15 +182,28 @@ class AlertCollector:
     ----------
     keep_jpeg
         Keep v1.x JPEG cutouts (as ``.jpg``) instead of skipping them.
+    stamps
+        Extract the cutout stamps (decompressing them costs as much as decoding the packet).
     """
 
     keep_jpeg: bool = False
+    stamps: bool = True
     alert_rows: list[dict[str, Any]] = field(default_factory=list)
     lc: dict[str, list[Any]] = field(
         default_factory=lambda: {
             k: []
-            for k in ("object_id", "band", "mjd", "mag", "mag_err", "limiting_mag",
-                      "is_upper_limit", "flags", "ra", "dec")
+            for k in (
+                "object_id",
+                "band",
+                "mjd",
+                "mag",
+                "mag_err",
+                "limiting_mag",
+                "is_upper_limit",
+                "flags",
+                "ra",
+                "dec",
+            )
         }
     )
     types: dict[str, pa.DataType] = field(default_factory=dict)
@@ -191,7 +212,11 @@ class AlertCollector:
     jpeg_skipped: int = 0
 
     def add(self, alert: DecodedAlert) -> list[tuple[str, bytes]]:
-        """Add one alert; return its stamps as ``(relative file name, bytes)`` to write."""
+        """Add one alert; return its stamps as ``(relative file name, bytes)`` to write.
+
+        FITS stamps are returned still gzip-compressed (decompress with :func:`gzip.decompress`
+        before writing), so the caller can do that work off the decoding thread.
+        """
         rec = alert.record
         cand = rec["candidate"]
         self.versions[alert.schemavsn] = self.versions.get(alert.schemavsn, 0) + 1
@@ -224,6 +249,8 @@ class AlertCollector:
                 self._add_lc(object_id, p, upper_limit=p.get("candid") is None)
         else:
             self.lc_skipped_no_object += 1 + len(prv)
+        if not self.stamps:
+            return []
         return self._stamps(rec, object_id or f"alertId{rec.get('alertId')}")
 
     def _add_lc(self, object_id: str, c: Mapping[str, Any], *, upper_limit: bool) -> None:
@@ -248,7 +275,7 @@ class AlertCollector:
                 continue
             data = stamp["stampData"]
             if data[:2] == b"\x1f\x8b":
-                out.append((f"{object_id}/{candid}_{kind}.fits", gzip.decompress(data)))
+                out.append((f"{object_id}/{candid}_{kind}.fits", data))
             elif data[:3] == b"\xff\xd8\xff":
                 if self.keep_jpeg:
                     out.append((f"{object_id}/{candid}_{kind}.jpg", data))

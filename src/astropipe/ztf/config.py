@@ -25,7 +25,7 @@ class AlertsConfig:
 class DrConfig:
     """IRSA data-release bulk Parquet files (one row per object and filter)."""
 
-    path: str = "data/sample/ztf/irsa"
+    path: str | None = "data/sample/ztf/irsa"
     bad_catflags_mask: int = 32768
 
 
@@ -58,12 +58,21 @@ class IrsaConfig:
                 "ztf.irsa.ra/dec/radius for a cone search."
             )
         if self.radius is not None and not 0 < self.radius <= 1.0:
-            raise ConfigError(f"ztf.irsa.radius: {self.radius} deg is outside (0, 1]; use a smaller cone.")
+            raise ConfigError(
+                f"ztf.irsa.radius: {self.radius} deg is outside (0, 1]; use a smaller cone."
+            )
         bad = sorted(set(self.filters) - {"zg", "zr", "zi"})
         if bad:
-            raise ConfigError(f"ztf.irsa.filters: unknown band(s) {bad}; valid bands are zg, zr, zi.")
-        if self.mjd_range is not None and (len(self.mjd_range) != 2 or self.mjd_range[0] > self.mjd_range[1]):
-            raise ConfigError(f"ztf.irsa.mjd_range: expected [start, end] with start <= end, found {self.mjd_range}.")
+            raise ConfigError(
+                f"ztf.irsa.filters: unknown band(s) {bad}; valid bands are zg, zr, zi."
+            )
+        if self.mjd_range is not None and (
+            len(self.mjd_range) != 2 or self.mjd_range[0] > self.mjd_range[1]
+        ):
+            raise ConfigError(
+                "ztf.irsa.mjd_range: expected [start, end] with start <= end, "
+                f"found {self.mjd_range}."
+            )
         return self
 
 

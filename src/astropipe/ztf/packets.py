@@ -94,13 +94,19 @@ def iter_packets(path: str | os.PathLike[str], *, limit: int | None = None) -> I
         )
     if root.is_dir():
         sources = sorted(
-            p for p in root.rglob("*") if p.is_file() and (p.suffix == ".avro" or is_night_tarball(p))
+            p
+            for p in root.rglob("*")
+            if p.is_file() and (p.suffix == ".avro" or is_night_tarball(p))
         )
     else:
         sources = [root]
     count = 0
     for src in sources:
-        packets = _iter_tarball(src) if is_night_tarball(src) else iter([Packet(relpath(src), src.read_bytes())])
+        packets = (
+            _iter_tarball(src)
+            if is_night_tarball(src)
+            else iter([Packet(relpath(src), src.read_bytes())])
+        )
         for packet in packets:
             if limit is not None and count >= limit:
                 return

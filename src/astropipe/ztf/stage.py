@@ -15,8 +15,10 @@ run leaves the previous output untouched.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,13 @@ from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
 from astropipe.provenance import provenance
 from astropipe.ztf.alerts import AlertCollector, decode_packet
 from astropipe.ztf.config import ZtfConfig
-from astropipe.ztf.packets import iter_packets
+from astropipe.ztf.packets import Packet, iter_packets
 
 __all__ = ["run", "ingest_alerts", "AlertIngest"]
 
 log = logging.getLogger(__name__)
+
+_MAX_PENDING_STAMPS = 512  # bounds the memory held by stamps waiting to be written
 
 ALERT_UNITS = {
     "jd": "d",
@@ -51,8 +55,8 @@ ALERT_UNITS = {
 class AlertIngest:
     """The result of reading every packet: collector, quarantine list and input hashes."""
 
-    def __init__(self, keep_jpeg: bool) -> None:
-        self.collector = AlertCollector(keep_jpeg=keep_jpeg)
+    def __init__(self, *, keep_jpeg: bool, stamps: bool) -> None:
+        self.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=stamps)
         self.quarantined: list[dict[str, str]] = []
         self.inputs: dict[str, str] = {}
         self.stamps_written = 0
@@ -70,30 +74,54 @@ def ingest_alerts(
     Undecodable packets are quarantined (listed with the reason) unless
     ``cfg.on_error == "fail"``, in which case the first one raises.
     """
-    result = AlertIngest(keep_jpeg=cfg.alerts.jpeg_cutouts == "keep")
+    write_stamps = cutout_dir is not None and cfg.alerts.cutouts
+    result = AlertIngest(keep_jpeg=cfg.alerts.jpeg_cutouts == "keep", stamps=write_stamps)
     packets = iter_packets(cfg.alerts.path, limit=limit)
     if progress:
         from tqdm import tqdm
 
         packets = tqdm(packets, desc="alerts", unit="pkt")
-    for packet in packets:
-        result.inputs[packet.name] = packet.sha256
-        try:
-            alert = decode_packet(packet)
-        except InputFileError as exc:
-            if cfg.on_error == "fail":
-                raise
-            log.warning("quarantined %s", exc)
-            result.quarantined.append({"file": packet.name, "reason": str(exc)})
-            continue
-        stamps = result.collector.add(alert)
-        if cutout_dir is not None and cfg.alerts.cutouts:
-            for name, data in stamps:
-                dest = cutout_dir / name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
-            result.stamps_written += len(stamps)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending: list[Future[None]] = []
+        for packet in packets:
+            _ingest_one(packet, cfg, result, cutout_dir if write_stamps else None, pool, pending)
+            if len(pending) > _MAX_PENDING_STAMPS:
+                for fut in pending:
+                    fut.result()
+                pending.clear()
+        for fut in pending:
+            fut.result()
     return result
+
+
+def _write_stamp(dest: Path, data: bytes) -> None:
+    # zlib and file writes release the GIL: stamps are written while the next packet decodes.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+
+
+def _ingest_one(
+    packet: Packet,
+    cfg: ZtfConfig,
+    result: AlertIngest,
+    cutout_dir: Path | None,
+    pool: ThreadPoolExecutor,
+    pending: list[Future[None]],
+) -> None:
+    result.inputs[packet.name] = packet.sha256
+    try:
+        alert = decode_packet(packet)
+    except InputFileError as exc:
+        if cfg.on_error == "fail":
+            raise
+        log.warning("quarantined %s", exc)
+        result.quarantined.append({"file": packet.name, "reason": str(exc)})
+        return
+    stamps = result.collector.add(alert)
+    if cutout_dir is not None:
+        for name, data in stamps:
+            pending.append(pool.submit(_write_stamp, cutout_dir / name, data))
+        result.stamps_written += len(stamps)
 
 
 def _alert_lightcurves(collector: AlertCollector) -> pd.DataFrame:
@@ -110,6 +138,8 @@ def _dr_lightcurves(cfg: ZtfConfig) -> tuple[pd.DataFrame, dict[str, str], dict[
 
         frame, prov = fetch_lightcurves(cfg.irsa)
         return frame, prov["responses"], prov["query"]
+    if cfg.dr.path is None:
+        return pd.DataFrame(), {}, None
     from astropipe.ztf.dr import read_dr_lightcurves
 
     frame, hashes = read_dr_lightcurves(cfg.dr)
@@ -126,7 +156,9 @@ def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> di
         "lightcurve_rows": lightcurves.num_rows,
         "lightcurve_upper_limits": int(lc["is_upper_limit"].sum()) if len(lc) else 0,
         "lightcurve_objects": int(lc["object_id"].nunique()) if len(lc) else 0,
-        "lightcurve_rows_by_source": {k: int(v) for k, v in lc["source"].value_counts().sort_index().items()},
+        "lightcurve_rows_by_source": {
+            k: int(v) for k, v in lc["source"].value_counts().sort_index().items()
+        },
         "lightcurve_rows_skipped_no_object_id": ingest.collector.lc_skipped_no_object,
         "cutouts_written": ingest.stamps_written,
         "jpeg_cutouts_skipped": ingest.collector.jpeg_skipped,
