@@ -56,7 +56,9 @@ def test_sample_dry_run_counts_and_quarantines(in_root: Path, capsys) -> None:
 def test_on_error_fail_is_one_line(in_root: Path, capsys) -> None:
     assert main(["ingest-ztf", "ztf.on_error=fail", "--dry-run"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: data/sample/ztf/alerts/87704463155000_v0_schemaless_datum.avro")
+    assert err[-1].startswith(
+        "error: data/sample/ztf/alerts/87704463155000_v0_schemaless_datum.avro"
+    )
 
 
 def test_unbounded_live_query_is_refused(in_root: Path, capsys) -> None:
