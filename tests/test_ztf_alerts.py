@@ -213,3 +213,27 @@ def test_alerts_table_schema_is_explicit_and_stable(tmp_path: Path) -> None:
     write_parquet(b, tmp_path / "b.parquet", provenance={"x": 1})
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     assert pq.read_table(tmp_path / "a.parquet").num_rows == 35  # 38 packets, 3 re-serialised
+
+
+def test_parallel_ingest_equals_serial(tmp_path: Path) -> None:
+    from astropipe.ztf.ingest import BATCH_SIZE, ingest_packets
+
+    packets = [Packet(p.name, p.read_bytes()) for p in sorted(ALERTS.glob("*.avro"))]
+    # enough packets for several batches, with the undecodable one quarantined in each
+    stream = packets * (2 * BATCH_SIZE // len(packets) + 2)
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        ing = ingest_packets(stream, keep_jpeg=False, cutout_dir=out, fail=False, workers=workers)
+        write_parquet(ing.collector.alerts_table(), out / "alerts.parquet")
+        results[workers] = ing
+    one, two = results[1], results[2]
+    assert one.quarantined == two.quarantined and len(one.quarantined) > 1
+    assert one.collector.lc == two.collector.lc
+    assert one.stamps_written == two.stamps_written > 0
+    assert (tmp_path / "w1/alerts.parquet").read_bytes() == (
+        tmp_path / "w2/alerts.parquet"
+    ).read_bytes()
+    stamps1 = sorted(p.relative_to(tmp_path / "w1") for p in (tmp_path / "w1").rglob("*.fits"))
+    stamps2 = sorted(p.relative_to(tmp_path / "w2") for p in (tmp_path / "w2").rglob("*.fits"))
+    assert stamps1 == stamps2 and len(stamps1) > 50

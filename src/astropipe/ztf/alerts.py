@@ -221,11 +221,7 @@ class AlertCollector:
         cand = rec["candidate"]
         self.versions[alert.schemavsn] = self.versions.get(alert.schemavsn, 0) + 1
         for name, tp in alert.candidate_types.items():
-            old = self.types.get(name)
-            if old is None or old == tp:
-                self.types[name] = tp
-            else:  # a field whose type changed between schema versions: widen, else text
-                self.types[name] = _WIDER.get((old, tp)) or _WIDER.get((tp, old)) or pa.string()
+            self._merge_type(name, tp)
         prv = rec.get("prv_candidates") or []
         row = dict(cand)
         row.update(
@@ -252,6 +248,25 @@ class AlertCollector:
         if not self.stamps:
             return []
         return self._stamps(rec, object_id or f"alertId{rec.get('alertId')}")
+
+    def merge(self, other: AlertCollector) -> None:
+        """Append the rows of ``other`` (collected after this one's) to this collector."""
+        self.alert_rows.extend(other.alert_rows)
+        for key, values in other.lc.items():
+            self.lc[key].extend(values)
+        for name, tp in other.types.items():
+            self._merge_type(name, tp)
+        for version, count in other.versions.items():
+            self.versions[version] = self.versions.get(version, 0) + count
+        self.lc_skipped_no_object += other.lc_skipped_no_object
+        self.jpeg_skipped += other.jpeg_skipped
+
+    def _merge_type(self, name: str, tp: pa.DataType) -> None:
+        old = self.types.get(name)
+        if old is None or old == tp:
+            self.types[name] = tp
+        else:  # a field whose type changed between schema versions: widen, else text
+            self.types[name] = _WIDER.get((old, tp)) or _WIDER.get((tp, old)) or pa.string()
 
     def _add_lc(self, object_id: str, c: Mapping[str, Any], *, upper_limit: bool) -> None:
         lc = self.lc

@@ -15,10 +15,8 @@ run leaves the previous output untouched.
 
 from __future__ import annotations
 
-import gzip
 import logging
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,20 +24,21 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from astropipe.errors import AstropipeError, InputFileError
+from astropipe.compute import ComputeConfig
+from astropipe.errors import AstropipeError
 from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json, write_parquet
 from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
 from astropipe.provenance import provenance
-from astropipe.ztf.alerts import AlertCollector, decode_packet
+from astropipe.ztf.alerts import AlertCollector
 from astropipe.ztf.config import ZtfConfig
-from astropipe.ztf.packets import Packet, iter_packets
+from astropipe.ztf.ingest import AlertIngest, ingest_packets
+from astropipe.ztf.packets import iter_packets
 
-__all__ = ["run", "ingest_alerts", "AlertIngest"]
+__all__ = ["run", "ingest_alerts"]
 
 log = logging.getLogger(__name__)
 
-_MAX_PENDING_STAMPS = 512  # bounds the memory held by stamps waiting to be written
 
 ALERT_UNITS = {
     "jd": "d",
@@ -52,76 +51,31 @@ ALERT_UNITS = {
 }
 
 
-class AlertIngest:
-    """The result of reading every packet: collector, quarantine list and input hashes."""
-
-    def __init__(self, *, keep_jpeg: bool, stamps: bool) -> None:
-        self.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=stamps)
-        self.quarantined: list[dict[str, str]] = []
-        self.inputs: dict[str, str] = {}
-        self.stamps_written = 0
-
-
 def ingest_alerts(
     cfg: ZtfConfig,
     *,
     cutout_dir: Path | None,
     limit: int | None = None,
     progress: bool = False,
+    workers: int = 1,
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
 
     Undecodable packets are quarantined (listed with the reason) unless
     ``cfg.on_error == "fail"``, in which case the first one raises.
     """
-    write_stamps = cutout_dir is not None and cfg.alerts.cutouts
-    result = AlertIngest(keep_jpeg=cfg.alerts.jpeg_cutouts == "keep", stamps=write_stamps)
     packets = iter_packets(cfg.alerts.path, limit=limit)
     if progress:
         from tqdm import tqdm
 
         packets = tqdm(packets, desc="alerts", unit="pkt")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending: list[Future[None]] = []
-        for packet in packets:
-            _ingest_one(packet, cfg, result, cutout_dir if write_stamps else None, pool, pending)
-            if len(pending) > _MAX_PENDING_STAMPS:
-                for fut in pending:
-                    fut.result()
-                pending.clear()
-        for fut in pending:
-            fut.result()
-    return result
-
-
-def _write_stamp(dest: Path, data: bytes) -> None:
-    # zlib and file writes release the GIL: stamps are written while the next packet decodes.
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
-
-
-def _ingest_one(
-    packet: Packet,
-    cfg: ZtfConfig,
-    result: AlertIngest,
-    cutout_dir: Path | None,
-    pool: ThreadPoolExecutor,
-    pending: list[Future[None]],
-) -> None:
-    result.inputs[packet.name] = packet.sha256
-    try:
-        alert = decode_packet(packet)
-    except InputFileError as exc:
-        if cfg.on_error == "fail":
-            raise
-        log.warning("quarantined %s", exc)
-        result.quarantined.append({"file": packet.name, "reason": str(exc)})
-        return
-    stamps = result.collector.add(alert)
-    if cutout_dir is not None:
-        for name, data in stamps:
-            pending.append(pool.submit(_write_stamp, cutout_dir / name, data))
-        result.stamps_written += len(stamps)
+    return ingest_packets(
+        packets,
+        keep_jpeg=cfg.alerts.jpeg_cutouts == "keep",
+        cutout_dir=cutout_dir if cfg.alerts.cutouts else None,
+        fail=cfg.on_error == "fail",
+        workers=workers,
+    )
 
 
 def _alert_lightcurves(collector: AlertCollector) -> pd.DataFrame:
@@ -191,8 +145,12 @@ def run(
         The stage metrics (also written to ``ztf.outputs.metrics`` unless ``dry_run``).
     """
     cfg = ZtfConfig.from_params(params)
+    compute = ComputeConfig.from_params(params)
+    workers = 1 if compute.scheduler == "synchronous" else compute.workers
     if dry_run:
-        ingest = ingest_alerts(cfg, cutout_dir=None, limit=limit, progress=progress)
+        ingest = ingest_alerts(
+            cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers
+        )
         summary: dict[str, Any] = {
             "dry_run": True,
             "source": cfg.source,
@@ -223,7 +181,9 @@ def run(
             )
     with atomic_dir(out_dir) as tmp:
         cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
-        ingest = ingest_alerts(cfg, cutout_dir=cutouts, limit=limit, progress=progress)
+        ingest = ingest_alerts(
+            cfg, cutout_dir=cutouts, limit=limit, progress=progress, workers=workers
+        )
         dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
         if limit is not None and cfg.source == "irsa":
             dr_frame = dr_frame.head(limit)
