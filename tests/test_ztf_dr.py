@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import astropy.units as u
@@ -172,3 +174,23 @@ def test_several_files_are_read_in_sorted_order(tmp_path):
     assert len(inputs) == 2 and len(frame) == 27819
     whole, _ = read_dr_lightcurves(DrConfig(path=str(SAMPLE)))
     pd.testing.assert_frame_equal(frame, whole)
+
+
+def test_reading_needs_no_network(tmp_path):
+    """A fresh interpreter with every socket connect refused still converts the times."""
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k):\n"
+        "    raise OSError('network disabled by the test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from astropipe.ztf.config import DrConfig\n"
+        "from astropipe.ztf.dr import read_dr_lightcurves\n"
+        f"frame, _ = read_dr_lightcurves(DrConfig(path={str(SAMPLE_DIR)!r}))\n"
+        "print(len(frame))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "27819"

@@ -110,7 +110,7 @@ def make_session(
     retries: int,
     backoff_factor: float,
     token: str | None = None,
-    user_agent: str = f"astropipe/{__version__} (+https://github.com/astropipe)",
+    user_agent: str = f"astropipe/{__version__}",
 ) -> requests.Session:
     """Build a ``requests`` session that retries transient failures.
 
@@ -189,11 +189,12 @@ def _looks_like_html(head: bytes) -> bool:
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
 
 
-def _html_title(content: bytes) -> str:
+def _html_title(content: bytes, session: requests.Session) -> str:
     match = _TITLE.search(content[:8192])
     if not match:
         return ""
-    title = " ".join(match.group(1).decode("utf-8", errors="replace").split())
+    # Scrub before shortening, so a cut cannot leave part of a secret behind.
+    title = _scrub(" ".join(match.group(1).decode("utf-8", errors="replace").split()), session)
     return f" (page title: {title[:80]!r})"
 
 
@@ -246,7 +247,7 @@ def _check_type(
     what = f"{expect.upper()} ({', '.join(accepted)})" if accepted else "a data file"
     if ctype == "text/html" or _looks_like_html(head):
         msg = (
-            f"{shown}: expected {what}, got an HTML page{_html_title(head)}; the service "
+            f"{shown}: expected {what}, got an HTML page{_html_title(head, session)}; the service "
             "answered with an error or login page; open the URL in a browser to see why."
         )
         raise ServiceResponseError(_scrub(msg, session))
