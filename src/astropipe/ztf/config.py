@@ -9,6 +9,9 @@ from typing import Any
 from astropipe.config import choice, from_mapping
 from astropipe.errors import ConfigError
 
+#: Largest cone radius (deg) the IRSA ZTF light-curve service accepts (10 arcmin).
+IRSA_MAX_RADIUS_DEG = 0.1667
+
 __all__ = ["AlertsConfig", "DrConfig", "IrsaConfig", "ZtfOutputs", "ZtfConfig"]
 
 
@@ -57,9 +60,10 @@ class IrsaConfig:
                 "ztf.irsa: the query is unbounded; set ztf.irsa.ids=[...] or "
                 "ztf.irsa.ra/dec/radius for a cone search."
             )
-        if self.radius is not None and not 0 < self.radius <= 1.0:
+        if self.radius is not None and not 0 < self.radius <= IRSA_MAX_RADIUS_DEG:
             raise ConfigError(
-                f"ztf.irsa.radius: {self.radius} deg is outside (0, 1]; use a smaller cone."
+                f"ztf.irsa.radius: {self.radius} deg is outside (0, {IRSA_MAX_RADIUS_DEG}], "
+                "IRSA's cone limit; split the field into smaller cones."
             )
         bad = sorted(set(self.filters) - {"zg", "zr", "zi"})
         if bad:

@@ -33,7 +33,7 @@ import requests
 from astropipe.errors import ConfigError, ServiceResponseError
 from astropipe.lightcurve import LIGHTCURVE_SCHEMA, deduplicate
 from astropipe.sources.http import Fetched, get_text, load_token, make_session, safe_url
-from astropipe.ztf.config import IrsaConfig
+from astropipe.ztf.config import IRSA_MAX_RADIUS_DEG, IrsaConfig
 
 __all__ = [
     "IRSA_COLUMNS",
@@ -57,7 +57,7 @@ IRSA_COLUMNS = (
 REQUIRED_COLUMNS = ("oid", "mjd", "mag", "magerr", "catflags", "filtercode", "ra", "dec")
 
 #: IRSA limits cone radii to (0, 0.1667] degrees.
-MAX_RADIUS_DEG = 0.1667
+MAX_RADIUS_DEG = IRSA_MAX_RADIUS_DEG
 
 _BANDNAME = {"zg": "g", "zr": "r", "zi": "i"}
 

@@ -160,10 +160,11 @@ def run(
             "outputs": asdict(cfg.outputs),
         }
         if cfg.source == "irsa":
+            from astropipe.sources.http import safe_url
             from astropipe.ztf.irsa import irsa_query_params
 
             summary["irsa_requests"] = [
-                {"url": cfg.irsa.url, "params": q} for q in irsa_query_params(cfg.irsa)
+                {"url": safe_url(cfg.irsa.url), "params": q} for q in irsa_query_params(cfg.irsa)
             ]
             summary["limit"] = limit if limit is not None else cfg.irsa.limit
         else:
