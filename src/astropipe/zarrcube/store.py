@@ -1,0 +1,246 @@
+"""Zarr store plumbing: compressors, the xarray template, the manifest in the root attributes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
+from astropipe.zarrcube.grid import Grid, sky_coordinates
+from astropipe.zarrcube.layouts import Layout
+
+__all__ = [
+    "ATTR",
+    "COMPLETE",
+    "compressor",
+    "quiet_zarr",
+    "create_store",
+    "read_manifest",
+    "write_attrs",
+    "time_arrays",
+    "remove_partials",
+    "drop_consolidated",
+    "remove_store",
+]
+
+log = logging.getLogger(__name__)
+
+#: root attribute holding the manifest (input files, checksums, corrections, layout)
+ATTR = "astropipe"
+#: per-time-step flag: 1 once every array of the step is written
+COMPLETE = "step_complete"
+TIME_ATTRS = {
+    "units": "days since 1858-11-17 00:00:00",  # MJD: raw values are MJD, xarray decodes to UTC
+    "calendar": "proleptic_gregorian",
+    "standard_name": "time",
+    "long_name": "observation start (DATE-OBS), UTC, as MJD",
+}
+
+
+def compressor(cfg: CompressorConfig, zarr_format: int) -> Any:
+    """The zarr (v3) or numcodecs (v2) compressor object for ``cfg``; None for ``none``."""
+    if cfg.name == "none":
+        return None
+    if zarr_format == 3:
+        from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+        if cfg.name == "zstd":
+            return ZstdCodec(level=cfg.level)
+        if cfg.name == "gzip":
+            return GzipCodec(level=cfg.level)
+        return BloscCodec(cname=cfg.cname, clevel=cfg.level, shuffle=cfg.shuffle, typesize=4)
+    import numcodecs
+
+    if cfg.name == "zstd":
+        return numcodecs.Zstd(level=cfg.level)
+    if cfg.name == "gzip":
+        return numcodecs.GZip(level=cfg.level)
+    shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[cfg.shuffle]
+    return numcodecs.Blosc(cname=cfg.cname, clevel=cfg.level, shuffle=shuffle)
+
+
+@contextmanager
+def quiet_zarr() -> Iterator[None]:
+    """Silence zarr's notices about fixed-length strings and consolidated metadata in v3.
+
+    Both are deliberate here: Stokes and filter labels are short fixed-length strings, and
+    consolidated metadata saves readers one request per array on object stores.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=zarr.errors.UnstableSpecificationWarning)
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        yield
+
+
+def _chunk(size: int, want: int) -> int:
+    return size if want == -1 else max(1, min(size, want))
+
+
+def create_store(
+    path: Path,
+    layout: Layout,
+    *,
+    static: dict[str, Any],
+    grid: Grid,
+    n_times: int,
+    chunks: ChunksConfig,
+    zarr_format: int,
+    comp: Any,
+) -> None:
+    """Write the store's metadata and the coordinates without a time axis.
+
+    Time-dependent arrays are created empty (lazy dask placeholders are never computed); the
+    writer fills them one time step at a time. RA/Dec per pixel are written tile by tile.
+    """
+    ny, nx = grid.shape
+    sizes = {
+        "frequency": len(static.get("frequency_hz", [])),
+        "polarization": len(static.get("polarization", [])),
+    }
+    a, b = layout.sky_dims
+    sizes[a], sizes[b] = (nx, ny) if layout.transposed else (ny, nx)
+    want = {"frequency": chunks.frequency, "polarization": -1, a: chunks.sky, b: chunks.sky}
+    enc: dict[str, dict[str, Any]] = {}
+    data_vars: dict[str, Any] = {}
+    coords: dict[str, Any] = {}
+    tchunk = min(chunks.time, max(n_times, 1))
+
+    def encoding(shape_chunks: tuple[int, ...], fill: Any) -> dict[str, Any]:
+        e: dict[str, Any] = {
+            "chunks": shape_chunks,
+            "compressors": comp if comp is None else [comp],
+        }
+        if fill is not None:
+            e["_FillValue"] = fill
+        return e
+
+    for v in layout.variables(static):
+        shape = (n_times, *(sizes[d] for d in v.dims))
+        chunk = (tchunk, *(_chunk(sizes[d], want[d]) for d in v.dims))
+        arr = xr.Variable(("time", *v.dims), da.zeros(shape, dtype=v.dtype, chunks=chunk), v.attrs)
+        (coords if v.coord else data_vars)[v.name] = arr
+        enc[v.name] = encoding(chunk, None if v.dtype.startswith("<U") else v.fill)
+    data_vars[COMPLETE] = xr.Variable(
+        ("time",),
+        da.zeros((n_times,), dtype="uint8", chunks=(tchunk,)),
+        {"long_name": "1 once every array of this time step is written (astropipe fits_to_zarr)"},
+    )
+    enc[COMPLETE] = encoding((tchunk,), None)
+    coords["time"] = xr.Variable(("time",), np.full(n_times, np.nan), TIME_ATTRS)
+    enc["time"] = encoding((tchunk,), np.nan)
+    for name, (dim, values, attrs) in layout.static_coords(static, grid).items():
+        coords[name] = xr.Variable((dim,), values, attrs)
+        enc[name] = encoding((len(values),), None)
+    if grid.wcs:
+        sky_chunk = (_chunk(sizes[a], chunks.sky), _chunk(sizes[b], chunks.sky))
+        for name, long in (("ra", "right ascension"), ("dec", "declination")):
+            coords[name] = xr.Variable(
+                (a, b),
+                da.zeros((sizes[a], sizes[b]), dtype="float64", chunks=sky_chunk),
+                {"units": "deg", "long_name": f"{long} of the pixel centre (astropy.wcs); NaN "
+                 "where the projection is undefined (beyond the horizon)"},
+            )  # fmt: skip
+            enc[name] = encoding(sky_chunk, np.nan)
+    ds = xr.Dataset(data_vars, coords=coords)
+    with quiet_zarr():
+        ds.to_zarr(
+            path, mode="w", compute=False, encoding=enc, zarr_format=zarr_format, consolidated=False
+        )
+        if grid.wcs:
+            _write_sky(path, grid, layout, chunks.sky)
+
+
+def _write_sky(path: Path, grid: Grid, layout: Layout, tile: int) -> None:
+    group = zarr.open_group(path, mode="r+", use_consolidated=False)
+    ny, nx = grid.shape
+    for y0 in range(0, ny, tile):
+        for x0 in range(0, nx, tile):
+            ys, xs = slice(y0, min(ny, y0 + tile)), slice(x0, min(nx, x0 + tile))
+            ra, dec = sky_coordinates(grid, xs, ys)
+            if layout.transposed:
+                group["ra"][xs, ys] = ra.T
+                group["dec"][xs, ys] = dec.T
+            else:
+                group["ra"][ys, xs] = ra
+                group["dec"][ys, xs] = dec
+
+
+def read_manifest(path: Path) -> tuple[dict[str, Any], np.ndarray] | None:
+    """The manifest and the ``step_complete`` flags of an existing store, or None."""
+    if not path.exists():
+        return None
+    try:
+        with quiet_zarr():
+            group = zarr.open_group(path, mode="r", use_consolidated=False)
+            manifest = group.attrs.get(ATTR)
+            flags = np.asarray(group[COMPLETE][:]) if manifest else None
+    except Exception as exc:  # noqa: BLE001 - any unreadable store is rebuilt, and we say so
+        log.warning("%s: existing store cannot be read (%s); starting over", path, exc)
+        return None
+    if not manifest:
+        return None
+    return json.loads(json.dumps(manifest)), flags
+
+
+def write_attrs(path: Path, attrs: dict[str, Any]) -> None:
+    """Replace the root attributes (one atomic write of the root metadata document)."""
+    with quiet_zarr():
+        group = zarr.open_group(path, mode="r+", use_consolidated=False)
+        group.attrs.put(attrs)
+
+
+def time_arrays(group: zarr.Group) -> list[zarr.Array]:
+    """Every array of ``group`` whose first dimension is ``time``."""
+    out = []
+    for name in sorted(group.array_keys()):
+        arr = group[name]
+        dims = (
+            arr.metadata.dimension_names
+            if arr.metadata.zarr_format == 3
+            else arr.attrs.get("_ARRAY_DIMENSIONS")
+        )
+        if dims and dims[0] == "time":
+            out.append(arr)
+    return out
+
+
+def drop_consolidated(path: Path) -> None:
+    """Remove consolidated metadata, so nobody reads stale shapes while the store changes.
+
+    :func:`zarr.consolidate_metadata` puts it back at the end of a successful run.
+    """
+    (path / ".zmetadata").unlink(missing_ok=True)  # format 2
+    root = path / "zarr.json"  # format 3: a key of the root document
+    if root.is_file():
+        doc = json.loads(root.read_text(encoding="utf-8"))
+        if doc.pop("consolidated_metadata", None) is not None:
+            tmp = root.with_name("zarr.json.partial")
+            tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+            tmp.replace(root)
+
+
+def remove_partials(path: Path) -> int:
+    """Delete ``*.partial`` temporaries a killed zarr write left behind; return how many."""
+    if not path.exists():
+        return 0
+    leftovers = list(path.rglob("*.partial"))
+    for p in leftovers:
+        p.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def remove_store(path: Path) -> None:
+    """Delete a store directory (used by rebuilds)."""
+    if path.exists():
+        shutil.rmtree(path)

