@@ -1,0 +1,214 @@
+"""Run contracts on tables: an ephemeral GX context, a pandas datasource, one batch per table.
+
+Only the contract's columns are read from each Parquet file, so extra columns cost nothing. GX
+results are reduced right here to plain, deterministic records (:class:`Outcome`): no run ids,
+expectation ids, timestamps or data fingerprints survive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx  # noqa: E402  (after the telemetry switch)
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+from astropipe.errors import InputFileError, MissingInputError  # noqa: E402
+from astropipe.io.tables import read_parquet  # noqa: E402
+from astropipe.validation.suites import Contract, build_suite  # noqa: E402
+
+__all__ = [
+    "Outcome",
+    "TableReport",
+    "make_context",
+    "load_table",
+    "validate_frame",
+    "validate_file",
+]
+
+log = logging.getLogger(__name__)
+
+_DATASOURCE = "astropipe"
+#: How many offending values a failed expectation reports.
+PARTIAL_COUNT = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one expectation, reduced to deterministic plain data."""
+
+    order: int
+    expectation: str
+    column: str | None
+    rule: str
+    success: bool
+    observed: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TableReport:
+    """All outcomes of one table's contract."""
+
+    table: str
+    path: str
+    rows: int
+    outcomes: tuple[Outcome, ...] = field(default_factory=tuple)
+
+    @property
+    def success(self) -> bool:
+        """True when every expectation passed."""
+        return all(o.success for o in self.outcomes)
+
+    @property
+    def failed(self) -> tuple[Outcome, ...]:
+        """The failed outcomes, in contract order."""
+        return tuple(o for o in self.outcomes if not o.success)
+
+
+def make_context() -> Any:
+    """Return an ephemeral GX data context (in memory, no files, no progress bars)."""
+    # GX logs its context set-up (temporary docs site, datasources) at INFO: keep stage logs short.
+    # (that module pins its own logger to INFO, so the parent's level is not enough).
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.config.analytics_enabled = False  # also set by GX_ANALYTICS_ENABLED=false above
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+def _batch_definition(context: Any, table: str) -> Any:
+    try:
+        source = context.data_sources.get(_DATASOURCE)
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas(_DATASOURCE)
+    try:
+        asset = source.get_asset(table)
+    except LookupError:
+        asset = source.add_dataframe_asset(table)
+    try:
+        return asset.get_batch_definition("whole")
+    except (KeyError, LookupError):
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def load_table(path: str | os.PathLike[str], contract: Contract) -> pd.DataFrame:
+    """Read the contract's columns (those present) of a Parquet file into pandas."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInputError(f"{p}: file not found")
+    try:
+        names = pq.read_schema(p).names
+    except (OSError, ValueError) as exc:
+        raise InputFileError(
+            f"{p}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
+        ) from exc
+    columns = [c for c in contract.columns if c in names]
+    return read_parquet(p).select(columns).to_pandas()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly, deterministic version of a GX observed value."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def _exception_message(info: Any) -> str | None:
+    if not info:
+        return None
+    if "raised_exception" in info:
+        return info.get("exception_message") if info.get("raised_exception") else None
+    for entry in info.values():  # keyed by metric id when a metric failed
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "exception").splitlines()[0]
+    return None
+
+
+def _observed(result: dict[str, Any], error: str | None) -> dict[str, Any]:
+    if error is not None:
+        return {"error": error}
+    out: dict[str, Any] = {}
+    if "observed_value" in result:
+        out["observed_value"] = _plain(result["observed_value"])
+    if "unexpected_count" in result:
+        out["element_count"] = _plain(result.get("element_count"))
+        if "missing_count" in result:  # nulls, ignored by the expectation
+            out["missing_count"] = _plain(result["missing_count"])
+        out["unexpected_count"] = _plain(result["unexpected_count"])
+        out["unexpected_percent"] = _plain(result.get("unexpected_percent"))
+        if result["unexpected_count"]:
+            partial = result.get("partial_unexpected_list") or []
+            out["unexpected_examples"] = _plain(list(partial)[:PARTIAL_COUNT])
+    details = result.get("details")
+    if details and "mismatched" in details:
+        out["mismatched"] = _plain(details["mismatched"])
+    return out
+
+
+def _column_of(kwargs: dict[str, Any]) -> str | None:
+    if kwargs.get("column") is not None:
+        return str(kwargs["column"])
+    if kwargs.get("column_list"):
+        return ",".join(kwargs["column_list"])
+    return None
+
+
+def validate_frame(
+    df: pd.DataFrame, contract: Contract, *, path: str, context: Any | None = None
+) -> TableReport:
+    """Validate a DataFrame against ``contract`` and reduce the GX result to a report."""
+    context = context or make_context()
+    batch = _batch_definition(context, contract.table).get_batch(batch_parameters={"dataframe": df})
+    result = batch.validate(
+        build_suite(contract),
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_COUNT},
+    )
+    outcomes = []
+    for r in result.results:
+        cfg = r.expectation_config
+        error = _exception_message(r.exception_info)
+        outcomes.append(
+            Outcome(
+                order=int(cfg.meta["order"]),
+                expectation=cfg.type,
+                column=_column_of(cfg.kwargs),
+                rule=str(cfg.meta["rule"]),
+                success=bool(r.success) and error is None,
+                observed=_observed(dict(r.result or {}), error),
+            )
+        )
+    outcomes.sort(key=lambda o: o.order)
+    report = TableReport(contract.table, path, len(df), tuple(outcomes))
+    log.info(
+        "%s: %d rows, %d/%d expectations passed",
+        contract.table,
+        report.rows,
+        len(outcomes) - len(report.failed),
+        len(outcomes),
+    )
+    return report
+
+
+def validate_file(
+    path: str | os.PathLike[str], contract: Contract, *, context: Any | None = None
+) -> TableReport:
+    """Read ``path`` (the contract's columns) and validate it; ``path`` is reported as given."""
+    df = load_table(path, contract)
+    return validate_frame(df, contract, path=Path(path).as_posix(), context=context)

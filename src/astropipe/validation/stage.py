@@ -1,0 +1,95 @@
+"""The ``validate`` stage: run every table's data contract, write the summary and data docs.
+
+Order of work: check that every configured table exists (a missing one is an error naming the
+file and the command that builds it, before anything is written); validate each table; write
+the Markdown data docs and ``summary.json``; only then, if a contract failed and
+``validation.fail_on_error`` is true, raise :class:`~astropipe.errors.ValidationFailed` with one
+line naming the table, the column and the expectation — so the failure is visible in
+``dvc metrics show``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from astropipe.errors import MissingInputError, ValidationFailed
+from astropipe.provenance import sha256_file
+from astropipe.validation.config import TABLES, ValidationConfig
+from astropipe.validation.report import failure_line, summarize, write_docs, write_summary
+from astropipe.validation.runner import TableReport, make_context, validate_file
+from astropipe.validation.suites import contract_for
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def _check_inputs(cfg: ValidationConfig) -> None:
+    missing = [(name, t) for name, t in cfg.tables.items() if not Path(t.path).is_file()]
+    if missing:
+        name, t = missing[0]
+        more = f" (and {len(missing) - 1} more missing table(s))" if len(missing) > 1 else ""
+        raise MissingInputError(
+            f"{t.path}: table {name!r} not found{more}; build it with `{t.build}`."
+        )
+
+
+def run(
+    params: Mapping[str, Any],
+    *,
+    dry_run: bool = False,
+    context: Any | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Validate the tables configured under ``validation`` and return the summary.
+
+    Parameters
+    ----------
+    params
+        The full params dict (``params.yaml``); only ``validation`` is read.
+    dry_run
+        Validate and return the summary, but write nothing and never raise on a failed
+        contract.
+    context
+        An existing GX data context to reuse (tests share one); a new ephemeral one otherwise.
+
+    Returns
+    -------
+    dict
+        The summary written to ``validation.outputs.summary``.
+
+    Raises
+    ------
+    MissingInputError
+        A configured table does not exist; the message names the command that builds it.
+    ValidationFailed
+        A contract failed and ``fail_on_error`` is true (raised after writing the outputs).
+    """
+    del extra  # the CLI passes options other stages use (e.g. limit)
+    cfg = ValidationConfig.from_params(params)
+    _check_inputs(cfg)
+    context = context or make_context()
+    reports: list[TableReport] = []
+    hashes: dict[str, str] = {}
+    for name in TABLES:
+        if name not in cfg.tables:
+            continue
+        tcfg = cfg.tables[name]
+        contract = contract_for(name, tcfg, cfg.ranges)
+        reports.append(validate_file(tcfg.path, contract, context=context))
+        hashes[name] = sha256_file(tcfg.path)
+    summary = summarize(reports)
+    line = failure_line(reports, summary_path=cfg.outputs.summary)
+    if dry_run:
+        return summary
+    write_docs(reports, cfg.outputs.docs, hashes=hashes)
+    write_summary(summary, cfg.outputs.summary)
+    log.info("wrote %s and %s", cfg.outputs.summary, cfg.outputs.docs)
+    if line is not None:
+        if cfg.fail_on_error:
+            raise ValidationFailed(line)
+        log.warning("validation failed (fail_on_error is false): %s", line)
+    return summary

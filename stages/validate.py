@@ -1,0 +1,8 @@
+"""DVC stage validate: data contracts on the ZTF tables -> reports/validation/ (see dvc.yaml)."""
+
+from astropipe.config import load_params
+from astropipe.stage_main import stage_main
+from astropipe.validation.stage import run
+
+if __name__ == "__main__":
+    stage_main(lambda: run(load_params()))

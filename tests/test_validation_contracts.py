@@ -1,0 +1,174 @@
+"""The contracts themselves: columns, rule order, edge values, and reduced GX results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+from astropipe.errors import ConfigError  # noqa: E402
+from astropipe.lightcurve import LIGHTCURVE_SCHEMA, to_lightcurve_table  # noqa: E402
+from astropipe.validation.config import RangesConfig, TableConfig  # noqa: E402
+from astropipe.validation.report import failure_line, render_table, summarize  # noqa: E402
+from astropipe.validation.runner import make_context, validate_frame  # noqa: E402
+from astropipe.validation.suites import (  # noqa: E402
+    build_suite,
+    contract_for,
+    lightcurves_contract,
+)
+
+RANGES = RangesConfig()
+LC_TABLE = TableConfig(path="lc.parquet", build="make lc", completeness={"object_id": 1.0})
+
+
+@pytest.fixture(scope="module")
+def gx_context() -> Any:
+    return make_context()
+
+
+def _lc(**columns: Any) -> pd.DataFrame:
+    base = {
+        "object_id": ["a", "a", "b"],
+        "survey": "ztf",
+        "source": "alert",
+        "band": ["zg", "zg", "zr"],
+        "mjd": [58194.0, 58195.0, 58194.0],
+        "mag": [18.0, np.nan, 19.0],
+        "limiting_mag": [20.0, 20.5, 20.0],
+        "is_upper_limit": [False, True, False],
+        "ra": [0.0, 0.0, 359.999999],
+        "dec": [-90.0, -90.0, 90.0],
+    }
+    base.update(columns)
+    return to_lightcurve_table(pd.DataFrame(base)).to_pandas()
+
+
+def test_lightcurve_contract_is_the_common_schema() -> None:
+    contract = lightcurves_contract(LC_TABLE, RANGES)
+    assert list(contract.columns) == LIGHTCURVE_SCHEMA.names
+    assert contract.columns["object_id"] == ("str",)
+    assert contract.columns["mjd"] == ("float64",)
+    assert contract.columns["is_upper_limit"] == ("bool",)
+    assert contract.columns["flags"] == ("int64",)
+
+
+def test_suite_keeps_rule_order_and_readings() -> None:
+    contract = lightcurves_contract(LC_TABLE, RANGES)
+    suite = build_suite(contract)
+    assert suite.name == "lightcurves"
+    metas = [e.meta for e in suite.expectations]
+    assert [m["order"] for m in metas] == list(range(len(contract.rules)))
+    assert [m["rule"] for m in metas] == [r.text for r in contract.rules]
+    assert "ra in [0, 360) deg (nulls ignored)" in [r.text for r in contract.rules]
+    assert "(object_id, mjd, band) is unique" in [r.text for r in contract.rules]
+
+
+def test_edges_pass_upper_limits_may_lack_mag(gx_context: Any) -> None:
+    contract = lightcurves_contract(LC_TABLE, RANGES)
+    report = validate_frame(_lc(), contract, path="lc.parquet", context=gx_context)
+    assert report.success, [(o.rule, o.observed) for o in report.failed]
+    assert report.rows == 3
+    assert [o.order for o in report.outcomes] == list(range(len(contract.rules)))
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"ra": [0.0, 0.0, 360.0]}, "ra in [0, 360) deg (nulls ignored)"),
+        ({"ra": [-0.001, 0.0, 1.0]}, "ra in [0, 360) deg (nulls ignored)"),
+        ({"dec": [-90.0, -90.0, 90.001]}, "dec in [-90, 90] deg (nulls ignored)"),
+        ({"mag": [18.0, np.nan, 9.9]}, "mag in [10, 25] mag (nulls ignored)"),
+        ({"limiting_mag": [20.0, 25.5, 20.0]}, "limiting_mag in [10, 25] mag (nulls ignored)"),
+        ({"mjd": [58194.0, 58195.0, 62000.5]}, "mjd in [57000, 62000] d (nulls ignored)"),
+        ({"object_id": ["a", None, "b"]}, "object_id non-null in >= 100% of rows"),
+    ],
+)
+def test_each_edge_violation_is_the_only_failure(
+    gx_context: Any, change: dict[str, Any], rule: str
+) -> None:
+    df = _lc()
+    for col, values in change.items():
+        df[col] = values
+    report = validate_frame(
+        df, lightcurves_contract(LC_TABLE, RANGES), path="lc", context=gx_context
+    )
+    assert [o.rule for o in report.failed] == [rule]
+    assert report.failed[0].observed["unexpected_count"] == 1
+
+
+def test_missing_column_is_reported_not_raised(gx_context: Any) -> None:
+    df = _lc().drop(columns=["dec"])
+    report = validate_frame(
+        df, lightcurves_contract(LC_TABLE, RANGES), path="lc", context=gx_context
+    )
+    failed = {(o.expectation, o.column): o.observed for o in report.failed}
+    assert ("expect_column_to_exist", "dec") in failed
+    # the column's other expectations report the missing column instead of crashing the run
+    between = failed[("expect_column_values_to_be_between", "dec")]
+    assert between == {"error": 'Error: The column "dec" in BatchData does not exist.'}
+    assert {col for _, col in failed} == {"dec"}
+    line = failure_line([report])
+    assert line is not None
+    assert line.startswith("lc: table 'lightcurves', column 'dec': expect_column_to_exist failed")
+
+
+def test_summary_and_docs_are_plain_and_ordered(gx_context: Any) -> None:
+    df = _lc(mag=[99.0, np.nan, 19.0])
+    report = validate_frame(
+        df, lightcurves_contract(LC_TABLE, RANGES), path="lc", context=gx_context
+    )
+    summary = summarize([report])
+    assert summary["success"] is False
+    assert summary["tables_validated"] == 1
+    assert summary["failed"] == 1
+    assert summary["tables"]["lightcurves"]["failures"] == [
+        {
+            "column": "mag",
+            "expectation": "expect_column_values_to_be_between",
+            "observed": {
+                "element_count": 3,
+                "missing_count": 1,
+                "unexpected_count": 1,
+                "unexpected_examples": [99.0],
+                "unexpected_percent": 50.0,
+            },
+            "rule": "mag in [10, 25] mag (nulls ignored)",
+        }
+    ]
+    doc = render_table(report)
+    assert doc.startswith("# Table `lightcurves` — FAILED\n")
+    assert (
+        "| **FAILED** | `expect_column_values_to_be_between` | mag | "
+        "mag in [10, 25] mag (nulls ignored) | 1 of 2 non-null values unexpected, e.g. [99.0] |"
+    ) in doc
+
+
+def test_completeness_for_unknown_column_is_a_config_error() -> None:
+    table = TableConfig(path="f", build="b", completeness={"amplitud": 1.0})
+    with pytest.raises(
+        ConfigError, match=r"features\.completeness: unknown column\(s\) \['amplitud'\]"
+    ):
+        contract_for("features", table, RANGES)
+
+
+def test_unknown_table_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="valid tables are"):
+        contract_for("images", LC_TABLE, RANGES)
+
+
+def test_importing_validation_turns_gx_telemetry_off() -> None:
+    code = (
+        "import os; import astropipe.validation.runner as r; "
+        "print(os.environ['GX_ANALYTICS_ENABLED'], r.make_context().config.analytics_enabled)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GX_ANALYTICS_ENABLED"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["false", "False"]
