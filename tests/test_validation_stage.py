@@ -18,7 +18,12 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from astropipe.config import load_params  # noqa: E402
-from astropipe.errors import ConfigError, MissingInputError, ValidationFailed  # noqa: E402
+from astropipe.errors import (  # noqa: E402
+    ConfigError,
+    InputFileError,
+    MissingInputError,
+    ValidationFailed,
+)
 from astropipe.io.tables import write_parquet  # noqa: E402
 from astropipe.lightcurve import to_lightcurve_table  # noqa: E402
 from astropipe.validation.runner import make_context  # noqa: E402
@@ -332,6 +337,18 @@ def test_missing_table_names_file_and_build_command(
     msg = str(info.value)
     assert msg.startswith("data/processed/features.parquet: table 'features' not found")
     assert "`dvc repro build_lightcurve_features`" in msg
+    assert not Path("reports").exists()
+
+
+def test_unreadable_table_names_the_file(
+    workdir: Path, params: dict[str, Any], gx_context: Any
+) -> None:
+    write_tables()
+    Path("data/raw/ztf/alerts.parquet").write_text("<html>502 Bad Gateway</html>")
+    with pytest.raises(
+        InputFileError, match=r"^data/raw/ztf/alerts\.parquet: not a readable Parquet"
+    ):
+        run(params, context=gx_context)
     assert not Path("reports").exists()
 
 

@@ -22,7 +22,6 @@ import pyarrow.parquet as pq  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from astropipe.errors import InputFileError, MissingInputError  # noqa: E402
-from astropipe.io.tables import read_parquet  # noqa: E402
 from astropipe.validation.suites import Contract, build_suite  # noqa: E402
 
 __all__ = [
@@ -104,15 +103,15 @@ def load_table(path: str | os.PathLike[str], contract: Contract) -> pd.DataFrame
     """Read the contract's columns (those present) of a Parquet file into pandas."""
     p = Path(path)
     if not p.is_file():
-        raise MissingInputError(f"{p}: file not found")
+        raise MissingInputError(f"{p}: file not found; run the stage that writes it (dvc repro).")
     try:
         names = pq.read_schema(p).names
-    except (OSError, ValueError) as exc:
+        columns = [c for c in contract.columns if c in names]
+        return pq.read_table(p, columns=columns).to_pandas()
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
         raise InputFileError(
             f"{p}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
         ) from exc
-    columns = [c for c in contract.columns if c in names]
-    return read_parquet(p).select(columns).to_pandas()
 
 
 def _plain(value: Any) -> Any:
