@@ -74,10 +74,9 @@ class TableReport:
 
 def make_context() -> Any:
     """Return an ephemeral GX data context (in memory, no files, no progress bars)."""
-    # GX logs its context set-up (temporary docs site, datasources) at INFO: keep stage logs short.
-    # (that module pins its own logger to INFO, so the parent's level is not enough).
-    for name in ("great_expectations", "great_expectations.data_context.types.base"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # This GX module pins its own logger to INFO on import (it logs the temporary docs site of
+    # every ephemeral context), so the package-level WARNING set in __init__ does not reach it.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.config.analytics_enabled = False  # also set by GX_ANALYTICS_ENABLED=false above
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
