@@ -84,7 +84,8 @@ def alerts() -> pd.DataFrame:
     """Three alerts, one from a 2016 v1.1 test packet (negative candid, MJD 57581)."""
     return pd.DataFrame(
         {
-            "objectId": ["alertId:1726958725155000", "ZTF18aaaaaaa", "ZTF19bbbbbbb"],
+            "objectId": [None, "ZTF18aaaaaaa", "ZTF19bbbbbbb"],  # v1.x packets have none
+            "alertId": [1726958725155000, None, None],
             "candid": np.array([-1726958725155000, 396522680015020000, 2475433850015010009]),
             "jd": [2457581.80414, 2458194.6, 2460229.93],
             "mjd": [57581.30414, 58194.1, 60229.43],
@@ -223,7 +224,7 @@ BREAKS = {
     ),
     "alerts-objectid-null": (
         "alerts",
-        lambda d: _set(d, "objectId", 0, None),
+        lambda d: _set(d, "objectId", 1, None),  # a v3+ alert (alertId null) without objectId
         "objectId",
         "expect_column_values_to_not_be_null",
     ),

@@ -54,6 +54,7 @@ _STR = ("str",)
 ALERT_COLUMNS: dict[str, tuple[str, ...]] = {
     "objectId": _STR,
     "candid": ("int64",),
+    "alertId": ("int64", "float64"),  # null except in v1.0/v1.1 packets (pandas: float64)
     "jd": ("float64",),
     "mjd": ("float64",),
     "fid": _INT,
@@ -226,6 +227,13 @@ def alerts_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     cols = ALERT_COLUMNS
     rules = _structure(cols) + _completeness("alerts", cols, table.completeness)
     rules += [
+        # v1.0/v1.1 (2016 pre-survey) packets name the alert by alertId and have no objectId;
+        # every later packet must carry an objectId.
+        Rule(
+            gxe.ExpectColumnValuesToNotBeNull,
+            {"column": "objectId", "row_condition": Column("alertId").is_null()},
+            "objectId non-null wherever alertId is null (every packet since v1.7)",
+        ),
         _unique(["candid"]),
         *_sky(ranges),
         _between("mjd", *ranges.mjd, unit="d"),
