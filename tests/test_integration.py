@@ -105,3 +105,24 @@ def test_no_secret_reaches_outputs(first_run: Path) -> None:
     for p in first_run.rglob("*"):
         if p.is_file() and ".git" not in p.parts:
             assert CANARY.encode() not in p.read_bytes(), f"token leaked into {p}"
+
+
+def test_dvc_exp_run_composes_params_from_conf(first_run: Path) -> None:
+    """`dvc exp run -S` goes through Hydra: params.yaml is recomposed from conf/ + override,
+    and only the stages that read the changed section run again."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
+    subprocess.run(["git", "add", "-A"], cwd=first_run, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=first_run, check=True, env=env)
+    out = _dvc(first_run, "exp", "run", "-S", "features.min_points=5").stdout
+    assert "Running stage 'build_lightcurve_features'" in out
+    assert "Running stage 'ingest_ztf'" not in out
+    params = yaml.safe_load((first_run / "params.yaml").read_text())
+    assert params["features"]["min_points"] == 5
+    metrics = json.loads((first_run / "reports/metrics/build_lightcurve_features.json").read_text())
+    assert metrics["groups_with_features"] < metrics["groups"]
