@@ -19,7 +19,7 @@ import zarr
 from astropipe.errors import LockedError
 from astropipe.zarrcube.lock import StoreLock, lock_path
 from astropipe.zarrcube.stage import run
-from tests.zarr_helpers import ROOT, make_lwa, params, tree_digest
+from zarr_helpers import ROOT, make_lwa, params, tree_digest
 
 
 def _steps(files: list[Path]) -> list[list[Path]]:

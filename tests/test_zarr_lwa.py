@@ -15,7 +15,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
 from astropipe.zarrcube.stage import run
-from tests.zarr_helpers import make_lwa, params, tree_digest
+from zarr_helpers import make_lwa, params, tree_digest
 
 
 def _open(store: Path, **kw) -> xr.Dataset:

@@ -78,3 +78,89 @@ def scaled(hdu: fits.ImageHDU | fits.PrimaryHDU, path: Path) -> np.ndarray:
     if data is None:
         raise InputFileError(f"{path}: HDU {hdu.name!r} has no pixel data; expected an image.")
     return data
+
+
+_BITPIX = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _data_nbytes(header: fits.Header) -> int:
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    n = abs(int(header["BITPIX"])) // 8
+    for k in range(1, naxis + 1):
+        n *= int(header[f"NAXIS{k}"])
+    return n
+
+
+def read_primary_header(path: Path) -> fits.Header:
+    """The primary header of ``path``, after checking that the file holds all its pixels.
+
+    Only the header blocks are read (fast); the truncation check compares the size the header
+    implies with the file size.
+
+    Raises
+    ------
+    InputFileError
+        When the file is not FITS, the header is damaged, or the data are truncated.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fits.Header.fromfile(fh)
+            offset = fh.tell()
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputFileError(
+            f"{path}: not a readable FITS file ({type(exc).__name__}: {exc}); "
+            "re-copy it or remove it from the collection."
+        ) from exc
+    needed = offset + _data_nbytes(header)
+    size = os.path.getsize(path)
+    if needed > size:
+        raise InputFileError(
+            f"{path}: FITS file is truncated (the primary HDU needs {needed} bytes, the file has "
+            f"{size}); re-copy or re-download it."
+        )
+    header["_OFFSET"] = offset  # private: where the pixels start; removed by read_primary
+    return header
+
+
+def read_primary(
+    path: Path, buffer: bytearray | None = None
+) -> tuple[fits.Header, np.ndarray, str]:
+    """Header, physical pixels (BSCALE/BZERO applied, BLANK -> NaN) and SHA-256 of ``path``.
+
+    The file is read once: the same bytes are hashed and decoded. Integer images come back
+    as float32 computed in float64 (``raw * BSCALE + BZERO``), as FITS defines them. Pass a
+    ``buffer`` to reuse between calls (it grows as needed; float pixels returned without
+    scaling are a view into it, valid until the next call).
+    """
+    header = read_primary_header(path)
+    offset = int(header.pop("_OFFSET"))
+    size = os.path.getsize(path)
+    if buffer is None:
+        buffer = bytearray(size)
+    elif len(buffer) < size:
+        buffer.extend(bytes(size - len(buffer)))
+    view = memoryview(buffer)[:size]
+    with open(path, "rb", buffering=0) as fh:
+        got = 0
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise InputFileError(f"{path}: file shrank while being read; re-run.")
+            got += n
+    digest = hashlib.sha256(view).hexdigest()
+    raw = view
+    bitpix = int(header["BITPIX"])
+    shape = tuple(int(header[f"NAXIS{k}"]) for k in range(int(header["NAXIS"]), 0, -1))
+    count = int(np.prod(shape)) if shape else 0
+    data = np.frombuffer(raw, dtype=_BITPIX[bitpix], count=count, offset=offset).reshape(shape)
+    bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    if bitpix > 0:
+        physical = data.astype(np.float64) * bscale + bzero
+        if "BLANK" in header:
+            physical[data == int(header["BLANK"])] = np.nan
+        data = physical.astype(np.float32)
+    elif bscale != 1.0 or bzero != 0.0:
+        data = (data.astype(np.float64) * bscale + bzero).astype(np.float32)
+    return header, data, digest

@@ -8,6 +8,7 @@ the keywords that differ. :func:`sky_coordinates` evaluates RA/Dec per pixel wit
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -61,16 +62,22 @@ def celestial_wcs(header: fits.Header) -> WCS | None:
 def grid_of(header: fits.Header, shape: tuple[int, int]) -> Grid:
     """Reduce a corrected header and the image shape ``(ny, nx)`` to a :class:`Grid`."""
     # only the celestial-axis cards: time keys would make astropy "fix" (and warn) per file
-    spatial = fits.Header([c for c in header.cards if _WCS_KEY.match(c.keyword)])
-    spatial["NAXIS"] = 2
-    if celestial_wcs(spatial) is None:
-        return Grid(shape=(int(shape[0]), int(shape[1])))
     cards: dict[str, Any] = {}
-    for card in spatial.cards:
-        if card.keyword != "NAXIS":
+    for card in header.cards:
+        if _WCS_KEY.match(card.keyword):
             value = card.value
             cards[card.keyword] = value.strip() if isinstance(value, str) else value
+    if not _is_celestial(tuple(sorted(cards.items()))):
+        return Grid(shape=(int(shape[0]), int(shape[1])))
     return Grid(shape=(int(shape[0]), int(shape[1])), wcs=dict(sorted(cards.items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _is_celestial(cards: tuple[tuple[str, Any], ...]) -> bool:
+    # a series shares one grid, so astropy.wcs is consulted once, not once per file
+    spatial = fits.Header(list(cards))
+    spatial["NAXIS"] = 2
+    return celestial_wcs(spatial) is not None
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -8,18 +8,29 @@ arrays in :meth:`Layout.read` when the writer gets to that step. It also describ
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from astropy.io import fits
+from astropy.time import Time
 
 from astropipe.errors import InputFileError
 from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
-from astropipe.zarrcube.fitsfile import open_fits, scaled, sha256_and_size
+from astropipe.zarrcube.fitsfile import (
+    open_fits,
+    read_primary,
+    read_primary_header,
+    scaled,
+    sha256_and_size,
+)
 from astropipe.zarrcube.grid import Grid, check_grid, grid_of
 
 __all__ = ["StepInfo", "VarSpec", "Layout", "LwaLayout", "CcdLayout", "layout_for"]
@@ -33,7 +44,7 @@ class StepInfo:
 
     key: str
     paths: tuple[Path, ...]
-    files: dict[str, str]  # relative path -> sha256
+    files: dict[str, str | None]  # relative path -> sha256 (None until the step is read)
     nbytes: int
     time_mjd: float
     grid: Grid
@@ -73,9 +84,14 @@ class Layout:
         """Checksum the step's files and read their headers (no pixels)."""
         raise NotImplementedError
 
-    def read(self, info: StepInfo) -> dict[str, np.ndarray]:
-        """The step's time-dependent arrays (without the time axis), by variable name."""
+    def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """The step's time-dependent arrays (without the time axis) by variable name, and
+        the SHA-256 of its files (each file is read once: hashed and decoded from one buffer).
+        """
         raise NotImplementedError
+
+    def release(self, arrays: dict[str, np.ndarray]) -> None:
+        """Hand the arrays of a written step back for reuse (optional)."""
 
     def variables(self, static: dict[str, Any]) -> list[VarSpec]:
         """The store's time-dependent variables for a given ``static`` description."""
@@ -86,14 +102,14 @@ class Layout:
         raise NotImplementedError
 
 
-def _hash(paths: tuple[Path, ...]) -> tuple[dict[str, str], int]:
-    files: dict[str, str] = {}
-    total = 0
-    for p in paths:
-        digest, size = sha256_and_size(p)
-        files[relpath(p)] = digest
-        total += size
-    return dict(sorted(files.items())), total
+def _names(paths: tuple[Path, ...]) -> tuple[dict[str, str | None], int]:
+    files = {relpath(p): None for p in paths}
+    return dict(sorted(files.items())), sum(os.path.getsize(p) for p in paths)
+
+
+def checksums(paths: tuple[Path, ...]) -> dict[str, str]:
+    """SHA-256 of each file, by relative path (sorted)."""
+    return dict(sorted((relpath(p), sha256_and_size(p)[0]) for p in paths))
 
 
 class LwaLayout(Layout):
@@ -102,6 +118,21 @@ class LwaLayout(Layout):
     kind = "lwa"
     sky_dims = ("l", "m")
     transposed = True
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._free: list[np.ndarray] = []
+
+    def _spare(self, shape: tuple[int, ...]) -> np.ndarray:
+        while self._free:
+            arr = self._free.pop()
+            if arr.shape == shape:
+                return arr
+        return np.empty(shape, dtype=np.float32)
+
+    def release(self, arrays: dict[str, np.ndarray]) -> None:
+        if len(self._free) < 2:
+            self._free.append(arrays["SKY"])
 
     def group(self, files: list[Path]) -> list[StepSpec]:
         return group_lwa(files)
@@ -125,7 +156,7 @@ class LwaLayout(Layout):
         return freqs, H.stokes_labels(stokes_axis, where=str(path)), done
 
     def scan(self, spec: StepSpec) -> StepInfo:
-        files, nbytes = _hash(spec.files)
+        files, nbytes = _names(spec.files)
         corrections: set[str] = set()
         planes: dict[tuple[float, str], tuple[float, float, float]] = {}
         grid: Grid | None = None
@@ -133,40 +164,38 @@ class LwaLayout(Layout):
         time_mjd = np.nan
         bunit = ""
         for path in spec.files:
-            with open_fits(path) as hdul:
-                raw = hdul[0].header
-                header, fixed = H.fix_header(raw, radio=True)
-                corrections.update(fixed)
-                if raw.get("BSCALE", 1.0) != 1.0 or raw.get("BZERO", 0.0) != 0.0:
-                    corrections.add(H.Correction.BSCALE_BZERO)
-                if H.find_axis(header, "RA") is None or H.find_axis(header, "RA").number != 1:
-                    raise InputFileError(
-                        f"{path}: expected RA on FITS axis 1 and Dec on axis 2 "
-                        "(CTYPE1='RA---SIN'); "
-                        f"found CTYPE1={header.get('CTYPE1')!r}; transpose the image first."
-                    )
-                g = grid_of(header, (int(header["NAXIS2"]), int(header["NAXIS1"])))
-                if grid is None:
-                    grid, grid_file = g, relpath(path)
+            # header blocks only, with the truncation check
+            raw = read_primary_header(path)
+            header, fixed = H.fix_header(raw, radio=True)
+            corrections.update(fixed)
+            if raw.get("BSCALE", 1.0) != 1.0 or raw.get("BZERO", 0.0) != 0.0:
+                corrections.add(H.Correction.BSCALE_BZERO)
+            if H.find_axis(header, "RA") is None or H.find_axis(header, "RA").number != 1:
+                raise InputFileError(
+                    f"{path}: expected RA on FITS axis 1 and Dec on axis 2 "
+                    "(CTYPE1='RA---SIN'); "
+                    f"found CTYPE1={header.get('CTYPE1')!r}; transpose the image first."
+                )
+            g = grid_of(header, (int(header["NAXIS2"]), int(header["NAXIS1"])))
+            if grid is None:
+                grid, grid_file = g, relpath(path)
+            else:
+                check_grid(grid, grid_file, g, relpath(path))
+            if np.isnan(time_mjd):
+                if header.get("DATE-OBS"):
+                    time_mjd = float(H.header_time(header, where=str(path)).mjd)
                 else:
-                    check_grid(grid, grid_file, g, relpath(path))
-                if np.isnan(time_mjd):
-                    if header.get("DATE-OBS"):
-                        time_mjd = float(H.header_time(header, where=str(path)).mjd)
-                    else:
-                        corrections.add("DATE-OBS missing: time taken from the file name")
-                        from astropy.time import Time
-
-                        time_mjd = float(Time(parse_lwa_name(path).isot, scale="utc").mjd)
-                bunit = str(header["BUNIT"])
-                b = H.beam(header)
-                if any(np.isnan(b)):
-                    corrections.add(H.Correction.BEAM_MISSING)
-                freqs, stokes, done = self._planes(header, path)
-                corrections.update(done)
-                for f in freqs:
-                    for s in stokes:
-                        planes[(f, s)] = b
+                    corrections.add("DATE-OBS missing: time taken from the file name")
+                    time_mjd = float(Time(parse_lwa_name(path).isot, scale="utc").mjd)
+            bunit = str(header["BUNIT"])
+            b = H.beam(header)
+            if any(np.isnan(b)):
+                corrections.add(H.Correction.BEAM_MISSING)
+            freqs, stokes, done = self._planes(header, path)
+            corrections.update(done)
+            for f in freqs:
+                for s in stokes:
+                    planes[(f, s)] = b
         assert grid is not None
         freqs = sorted({f for f, _ in planes})
         order = list(H.STOKES_CODES.values())
@@ -191,30 +220,36 @@ class LwaLayout(Layout):
             corrections=tuple(sorted(corrections)),
         )
 
-    def read(self, info: StepInfo) -> dict[str, np.ndarray]:
+    def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         freqs = info.static["frequency_hz"]
         pols = info.static["polarization"]
         ny, nx = info.grid.shape
-        sky = np.empty((len(freqs), len(pols), nx, ny), dtype=np.float32)
+        shape = (len(freqs), len(pols), nx, ny)
+        # reused buffers: fresh 10-100 MB allocations per step cost more in page faults
+        # than the copies themselves
+        sky = self._spare(shape)
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = bytearray()
+        sums: dict[str, str] = {}
         for path in info.paths:
-            # not memory-mapped: astropy refuses to memmap scaled (BSCALE/BZERO) images
-            with open_fits(path, memmap=False) as hdul:
-                header, _ = H.fix_header(hdul[0].header, radio=True)
-                fvals, stokes, _ = self._planes(header, path)
-                data = scaled(hdul[0], path)
-                naxis = data.ndim
-                fa, sa = H.find_axis(header, "FREQ"), H.find_axis(header, "STOKES")
-                # numpy axis of FITS axis n is naxis - n; bring to (stokes, freq, y, x)
-                cube = data
-                order = [naxis - sa.number] if sa else []
-                order += [naxis - fa.number] if fa else []
-                order += [naxis - 2, naxis - 1]
-                extra = [a for a in range(naxis) if a not in order]
-                cube = np.transpose(cube, extra + order).reshape((len(stokes), len(fvals), ny, nx))
-                for si, s in enumerate(stokes):
-                    for fi, f in enumerate(fvals):
-                        sky[freqs.index(f), pols.index(s)] = cube[si, fi].T
-        return {"SKY": sky, **info.small}
+            raw, data, sums[relpath(path)] = read_primary(path, buffer)
+            header, _ = H.fix_header(raw, radio=True)
+            fvals, stokes, _ = self._planes(header, path)
+            naxis = data.ndim
+            fa, sa = H.find_axis(header, "FREQ"), H.find_axis(header, "STOKES")
+            # numpy axis of FITS axis n is naxis - n; bring to (stokes, freq, y, x)
+            order = [naxis - sa.number] if sa else []
+            order += [naxis - fa.number] if fa else []
+            order += [naxis - 2, naxis - 1]
+            extra = [a for a in range(naxis) if a not in order]
+            cube = np.transpose(data, extra + order).reshape((len(stokes), len(fvals), ny, nx))
+            for si, s in enumerate(stokes):
+                for fi, f in enumerate(fvals):
+                    # (y, x) -> (l, m) = (x, y); the copy also swaps to native byte order
+                    sky[freqs.index(f), pols.index(s)] = cube[si, fi].T
+            del data, cube
+        return {"SKY": sky, **info.small}, dict(sorted(sums.items()))
 
     def variables(self, static: dict[str, Any]) -> list[VarSpec]:
         beam_attrs = {"units": "deg", "long_name": "restoring beam {} (FITS {})"}
@@ -308,7 +343,7 @@ class CcdLayout(Layout):
 
     def scan(self, spec: StepSpec) -> StepInfo:
         (path,) = spec.files
-        files, nbytes = _hash(spec.files)
+        files, nbytes = _names(spec.files)
         with open_fits(path) as hdul:
             raw = self._header(hdul, path)
             header, fixed = H.fix_header(raw, radio=False)
@@ -354,10 +389,16 @@ class CcdLayout(Layout):
             corrections=tuple(sorted(corrections)),
         )
 
-    def read(self, info: StepInfo) -> dict[str, np.ndarray]:
+    def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         (path,) = info.paths
         out: dict[str, np.ndarray] = {}
-        with open_fits(path, memmap=False) as hdul:
+        raw = path.read_bytes()  # read once: hashed, then decoded from memory
+        digest = hashlib.sha256(raw).hexdigest()
+        try:
+            hdul = fits.open(io.BytesIO(raw), memmap=False)
+        except (OSError, ValueError) as exc:
+            raise InputFileError(f"{path}: not a readable FITS file ({exc}); re-copy it.") from exc
+        with hdul:
             for ext, dtype in (("SCI", np.float32), ("ERR", np.float32), ("MASK", np.uint16)):
                 data = scaled(hdul[ext], path)
                 if ext == "MASK" and data.size and (data.min() < 0 or data.max() > 65535):
@@ -365,7 +406,7 @@ class CcdLayout(Layout):
                         f"{path}: MASK values outside 0..65535; expected a bit mask (uint16)."
                     )
                 out[ext] = np.asarray(data, dtype=dtype)
-        return {**out, **info.small}
+        return {**out, **info.small}, {relpath(path): digest}
 
     def variables(self, static: dict[str, Any]) -> list[VarSpec]:
         unit = static.get("bunit", "")

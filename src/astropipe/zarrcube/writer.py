@@ -18,7 +18,9 @@ sorted set of time steps only, the order and batching of inputs do not change a 
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from astropipe.provenance import provenance
 from astropipe.zarrcube import store as S
 from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
 from astropipe.zarrcube.grid import Grid, check_grid
-from astropipe.zarrcube.layouts import Layout, StepInfo
+from astropipe.zarrcube.layouts import Layout, StepInfo, checksums
 from astropipe.zarrcube.lock import StoreLock
 
 __all__ = ["WriteOptions", "write_collection"]
@@ -107,40 +109,47 @@ def _check_static(ref: dict[str, Any], ref_file: str, info: StepInfo) -> None:
 
 
 def _plan(
-    infos: list[StepInfo], old: tuple[dict[str, Any], np.ndarray] | None
+    infos: list[StepInfo], old: tuple[dict[str, Any], np.ndarray] | None, workers: int
 ) -> tuple[list[dict[str, Any]], list[tuple[int, StepInfo]]]:
-    """The full manifest (one entry per target time step) and the steps to write."""
+    """The full manifest (one entry per target time step) and the steps to write.
+
+    A stored step is kept when it keeps its index, is flagged complete, and its files still
+    have the recorded checksums (hashed here, in parallel); any other input step is written.
+    """
     old_entries = {e["key"]: (i, e) for i, e in enumerate(old[0]["timesteps"])} if old else {}
     flags = old[1] if old else np.zeros(0, dtype=np.uint8)
     new = {i.key: i for i in infos}
     keys = sorted(set(old_entries) | set(new))
     entries: list[dict[str, Any]] = []
     todo: list[tuple[int, StepInfo]] = []
+    maybe: list[tuple[int, StepInfo, dict[str, Any]]] = []
     for idx, key in enumerate(keys):
+        prev = old_entries.get(key)
+        done = prev is not None and prev[0] == idx and idx < len(flags) and flags[idx] == 1
         if key in new:
             info = new[key]
-            entry = _entry(info)
-            prev = old_entries.get(key)
-            same = (
-                prev is not None
-                and prev[0] == idx
-                and prev[1]["files"] == entry["files"]
-                and idx < len(flags)
-                and flags[idx] == 1
-            )
-            if not same:
+            entries.append(_entry(info))
+            if done and set(prev[1]["files"]) == set(info.files) and all(prev[1]["files"].values()):
+                maybe.append((idx, info, prev[1]))
+            else:
                 todo.append((idx, info))
-            entries.append(entry)
             continue
-        oi, oe = old_entries[key]
-        if oi != idx or oi >= len(flags) or flags[oi] != 1:
-            why = "moves to another index" if oi != idx else "is incomplete"
+        assert prev is not None
+        if not done:
+            why = "moves to another index" if prev[0] != idx else "is incomplete"
             raise MissingInputError(
-                f"stored time step {key} {why} but its files {sorted(oe['files'])} are not among "
-                "the inputs; put them back in the input directory, or set zarr.rebuild=true."
+                f"stored time step {key} {why} but its files {sorted(prev[1]['files'])} are not "
+                "among the inputs; put them back in the input directory, or set zarr.rebuild=true."
             )
-        entries.append(oe)
-    return entries, todo
+        entries.append(prev[1])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        sums = list(pool.map(lambda m: checksums(m[1].paths), maybe))
+    for (idx, info, prev), got in zip(maybe, sums, strict=True):
+        if got == prev["files"]:
+            entries[idx] = prev
+        else:
+            todo.append((idx, info))
+    return entries, sorted(todo, key=lambda t: t[0])
 
 
 def _attrs(
@@ -165,6 +174,10 @@ def _attrs(
         "wcs": grid.to_attrs()["wcs"],
         S.ATTR: manifest,
     }
+
+
+#: manifests smaller than this (bytes of JSON) are saved after every written step
+MANIFEST_SMALL = 1 << 18
 
 
 def _write_step(group: zarr.Group, layout: Layout, idx: int, info: StepInfo, arrays: dict) -> None:
@@ -229,7 +242,7 @@ def write_collection(
         for info in infos:
             check_grid(grid, ref, info.grid, info.grid_file)
             _check_static(static, ref, info)
-        entries, todo = _plan(infos, old)
+        entries, todo = _plan(infos, old, options.read_workers)
         summary = {
             "collection": collection,
             "store": config.get("output", str(store)),
@@ -264,23 +277,48 @@ def write_collection(
                     arr.resize((len(entries), *arr.shape[1:]))
             for idx, _ in todo:
                 group[S.COMPLETE][idx : idx + 1] = np.zeros(1, dtype=np.uint8)
-            S.write_attrs(
-                store, _attrs(collection, options, layout.kind, static, grid, ref, entries, config)
-            )
+
+            cost = {"bytes": 0, "seconds": 0.0, "at": 0.0}
+
+            def save() -> None:
+                t0 = time.monotonic()
+                attrs = _attrs(collection, options, layout.kind, static, grid, ref, entries, config)
+                S.write_attrs(store, attrs)
+                cost.update(bytes=len(json.dumps(attrs)), seconds=time.monotonic() - t0, at=t0)
+
+            def due() -> bool:
+                # a small manifest is saved after every step; a large one at most ~5 % of the time
+                if cost["bytes"] < MANIFEST_SMALL:
+                    return True
+                return time.monotonic() - cost["at"] > 20 * cost["seconds"]
+
+            save()  # steps being written have no checksums yet: a rerun redoes them
             group = zarr.open_group(store, mode="r+", use_consolidated=False)
-            bar = tqdm(total=sum(i.nbytes for _, i in todo), desc=f"fits_to_zarr@{collection}",
-                       unit="B", unit_scale=True, disable=not progress)  # fmt: skip
+            bar = tqdm(
+                total=sum(i.nbytes for _, i in todo),
+                desc=f"fits_to_zarr@{collection}",
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+            )
             with ThreadPoolExecutor(max_workers=1) as pool:
+                # read (and hash) the next step while this one is compressed and written
                 ahead: Future | None = pool.submit(layout.read, todo[0][1]) if todo else None
                 for k, (idx, info) in enumerate(todo):
                     assert ahead is not None
-                    arrays = ahead.result()
-                    ahead = pool.submit(layout.read, todo[k + 1][1]) if k + 1 < len(todo) else None
+                    arrays, sums = ahead.result()
+                    nxt = todo[k + 1][1] if k + 1 < len(todo) else None
+                    ahead = pool.submit(layout.read, nxt) if nxt is not None else None
                     _write_step(group, layout, idx, info, arrays)
+                    layout.release(arrays)
                     del arrays
+                    entries[idx] = {**entries[idx], "files": sums}
+                    if due():
+                        save()
                     bar.update(info.nbytes)
                     log.debug("wrote time step %s at index %d", info.key, idx)
             bar.close()
+            save()
             zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
         log.info(
             "%s: %d time steps written, %d skipped (done)", store, len(todo), summary["skipped"]
