@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(rows) == 2:
         growth = rows[1][3]["maxrss"] / rows[0][3]["maxrss"]
         print(
-            f"peak RSS ours, large/small input: {growth:.2f}x for {rows[1][0] / rows[0][0]:.1f}x the data"
+            f"peak RSS ours, large/small input: {growth:.2f}x "
+            f"for {rows[1][0] / rows[0][0]:.1f}x the data"
         )
     return 0
 

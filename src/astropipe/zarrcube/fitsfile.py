@@ -13,7 +13,15 @@ from astropy.io import fits
 
 from astropipe.errors import InputFileError
 
-__all__ = ["sha256_and_size", "open_fits", "scaled", "check_complete"]
+__all__ = [
+    "sha256_and_size",
+    "open_fits",
+    "scaled",
+    "check_complete",
+    "read_primary",
+    "read_primary_header",
+    "physical",
+]
 
 _BLOCK = 1 << 22
 
@@ -155,12 +163,20 @@ def read_primary(
     shape = tuple(int(header[f"NAXIS{k}"]) for k in range(int(header["NAXIS"]), 0, -1))
     count = int(np.prod(shape)) if shape else 0
     data = np.frombuffer(raw, dtype=_BITPIX[bitpix], count=count, offset=offset).reshape(shape)
+    return header, physical(data, header), digest
+
+
+def physical(data: np.ndarray, header: fits.Header) -> np.ndarray:
+    """Stored pixels -> physical values: ``raw * BSCALE + BZERO`` in float64, BLANK -> NaN.
+
+    Integer or scaled images come back as float32; unscaled float images unchanged.
+    """
     bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
-    if bitpix > 0:
-        physical = data.astype(np.float64) * bscale + bzero
+    if data.dtype.kind in "iu":
+        out = data.astype(np.float64) * bscale + bzero
         if "BLANK" in header:
-            physical[data == int(header["BLANK"])] = np.nan
-        data = physical.astype(np.float32)
-    elif bscale != 1.0 or bzero != 0.0:
-        data = (data.astype(np.float64) * bscale + bzero).astype(np.float32)
-    return header, data, digest
+            out[data == int(header["BLANK"])] = np.nan
+        return out.astype(np.float32)
+    if bscale != 1.0 or bzero != 0.0:
+        return (data.astype(np.float64) * bscale + bzero).astype(np.float32)
+    return data

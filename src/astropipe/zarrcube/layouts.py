@@ -26,6 +26,7 @@ from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
 from astropipe.zarrcube.fitsfile import (
     open_fits,
+    physical,
     read_primary,
     read_primary_header,
     scaled,
@@ -395,12 +396,17 @@ class CcdLayout(Layout):
         raw = path.read_bytes()  # read once: hashed, then decoded from memory
         digest = hashlib.sha256(raw).hexdigest()
         try:
-            hdul = fits.open(io.BytesIO(raw), memmap=False)
+            hdul = fits.open(io.BytesIO(raw), memmap=False, do_not_scale_image_data=True)
         except (OSError, ValueError) as exc:
             raise InputFileError(f"{path}: not a readable FITS file ({exc}); re-copy it.") from exc
         with hdul:
             for ext, dtype in (("SCI", np.float32), ("ERR", np.float32), ("MASK", np.uint16)):
-                data = scaled(hdul[ext], path)
+                raw_pixels = scaled(hdul[ext], path)  # not scaled: do_not_scale_image_data
+                if ext == "MASK":
+                    data = raw_pixels.astype(np.int64) * int(hdul[ext].header.get("BSCALE", 1))
+                    data += int(hdul[ext].header.get("BZERO", 0))
+                else:
+                    data = physical(raw_pixels, hdul[ext].header)
                 if ext == "MASK" and data.size and (data.min() < 0 or data.max() > 65535):
                     raise InputFileError(
                         f"{path}: MASK values outside 0..65535; expected a bit mask (uint16)."
@@ -419,7 +425,7 @@ class CcdLayout(Layout):
         return [
             VarSpec("SCI", yx, "float32", np.nan, sci, True),
             VarSpec("ERR", yx, "float32", np.nan, err, True),
-            VarSpec("MASK", yx, "uint16", 0, mask, True),
+            VarSpec("MASK", yx, "uint16", None, mask, True),  # no _FillValue: 0 means good
             VarSpec("exposure", (), "float64", np.nan, exposure, False, coord=True),
             VarSpec("filter", (), f"<U{FILTER_LEN}", "", flt, False, coord=True),
         ]
