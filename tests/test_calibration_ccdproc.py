@@ -213,6 +213,7 @@ def test_saao_raw_overscan_and_trim_equal_ccdproc():
         assert abs(np.median(strip)) <= 1.0 < np.median(raw[info.biassec.slices])
 
 
+@pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 def test_real_feder_biases_combine_equals_ccdproc():
     paths = sorted(REAL.glob("biastest*.fit"))
     stack = np.stack([fits.getdata(p).astype(np.float64) for p in paths])

@@ -36,14 +36,9 @@ def digests(*dirs: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("calib")
-    cwd = Path.cwd()
-    try:
-        import os
-
-        os.chdir(work)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
         metrics = stage.run(params(NIGHT))
-    finally:
-        os.chdir(cwd)
     return work, metrics
 
 

@@ -141,6 +141,16 @@ def _combine_sorted(s: np.ndarray, cfg: CombineConfig) -> tuple[np.ndarray, np.n
     return value, error, count
 
 
+def _plain_median(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and its ccdproc error of pixel-major ``s`` (pixels × n, rows sorted), no clipping."""
+    n = s.shape[1]
+    median = 0.5 * (s[:, (n - 1) // 2] + s[:, n // 2])
+    dev = np.abs(s - median[:, None])
+    dev.sort(axis=1)
+    mad = 0.5 * (dev[:, (n - 1) // 2] + dev[:, n // 2])
+    return median, _MAD_TO_STD * mad / np.sqrt(n)
+
+
 def _window_mad(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, median: np.ndarray) -> np.ndarray:
     """Median absolute deviation from ``median`` of each column's kept window."""
     dev = np.abs(s - median).T  # pixel-major, so the sort runs along contiguous rows
@@ -187,6 +197,10 @@ def combine_stack(
         # the reductions over frames run along long contiguous rows.
         s = np.ascontiguousarray(flat[:, p0:p1].T, dtype=np.float64)
         s.sort(axis=1)
+        if cfg.method == "median" and not cfg.clip.enabled:
+            value[p0:p1], error[p0:p1] = _plain_median(s)
+            count[p0:p1] = n
+            continue
         s = np.ascontiguousarray(s.T)
         value[p0:p1], error[p0:p1], count[p0:p1] = _combine_sorted(s, cfg)
     return value.reshape(rows, cols), error.reshape(rows, cols), count.reshape(rows, cols)

@@ -2,9 +2,8 @@
 
 FITS sections are written ``[x1:x2,y1:y2]``: 1-based, inclusive, x (column) first. numpy arrays
 are indexed ``[row, column]`` from 0 with exclusive stops, so ``[4:13,1:520]`` becomes
-``array[0:520, 3:13]``. A reversed range (``[13:4,...]``) means the same pixels read backwards;
-astropipe keeps the pixels in storage order, as ccdproc's ``slice_from_string`` does for
-``fits_convention=True`` (which flips the step) when only the extent matters.
+``array[0:520, 3:13]``. A reversed range (``[13:4,...]``) selects the same pixels; astropipe
+keeps them in storage order (only the extent matters for overscan and trimming).
 """
 
 from __future__ import annotations
