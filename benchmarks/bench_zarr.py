@@ -37,16 +37,16 @@ FREQS_MHZ = (41, 46, 50, 55, 59, 64, 69, 73, 78, 82, 87, 92)
 
 _OURS = """
 import json, os, resource, sys, time
-from pathlib import Path
-from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
-from astropipe.zarrcube.discover import list_inputs
-from astropipe.zarrcube.layouts import LwaLayout
-from astropipe.zarrcube.writer import WriteOptions, write_collection
-src, dst = Path(sys.argv[1]), Path(sys.argv[2])
-opts = WriteOptions(chunks=ChunksConfig(), compressor=CompressorConfig(name=sys.argv[3], level=1))
+from astropipe.config import load_params
+from astropipe.zarrcube.stage import run
+params = load_params("params.yaml")  # the configured defaults: chunks, format, compressor
+zarr_section = dict(params["zarr"])
+zarr_section["collections"] = {"bench": {"kind": "lwa", "input_dir": sys.argv[1],
+    "glob": "*-I-image.fits", "output": sys.argv[2], "metrics": sys.argv[2] + ".json"}}
+if sys.argv[3] != "default":
+    zarr_section["compressor"] = {**zarr_section["compressor"], "name": sys.argv[3]}
 t0 = time.perf_counter()
-write_collection(LwaLayout(), list_inputs(src, "*-I-image.fits"), dst, collection="bench",
-                 options=opts, config={})
+run({"zarr": zarr_section}, collection="bench")
 os.sync()
 print(json.dumps({"seconds": time.perf_counter() - t0,
                   "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
@@ -71,7 +71,8 @@ per_time = [xr.concat(v, dim="frequency").sortby("frequency") for _, v in sorted
 cube = xr.concat(per_time, dim="time").transpose("time", "frequency", "polarization", "l", "m")
 ds = xr.Dataset({"SKY": cube}).assign_coords(time=np.arange(len(per_time), dtype=float))
 n = ds.sizes
-comp = [zarr.codecs.ZstdCodec(level=1)] if sys.argv[3] == "zstd" else None
+comp = None if sys.argv[3] == "none" else [zarr.codecs.BloscCodec(cname="zstd", clevel=1,
+    shuffle="shuffle", typesize=4)]  # the default compressor of conf/zarr
 enc = {"SKY": {"chunks": (1, n["frequency"], 1, 512, 512), "compressors": comp}}
 ds.to_zarr(dst, mode="w", encoding=enc, consolidated=True)
 os.sync()
@@ -129,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table; returns 0."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="64 MB and 256 MB inputs (512x512 px)")
-    p.add_argument("--compressor", default="zstd", choices=("zstd", "none"))
+    p.add_argument(
+        "--compressor", default="default", choices=("default", "none"), help="default: conf/zarr"
+    )
     p.add_argument("--no-naive", action="store_true", help="skip the naive xarray approach")
     p.add_argument("--keep", action="store_true", help="keep benchmarks/_work")
     a = p.parse_args(argv)
@@ -158,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not a.keep:
             shutil.rmtree(WORK, ignore_errors=True)
-    print(f"fits_to_zarr benchmark: {len(FREQS_MHZ)} subbands x {size}x{size} float32 per time "
-          f"step, compressor={a.compressor}, chunks time=1 x all freq x 512x512")  # fmt: skip
+    print(
+        f"fits_to_zarr benchmark: {len(FREQS_MHZ)} subbands x {size}x{size} float32 per time "
+        f"step, compressor={a.compressor} (conf/zarr), chunks 1 x all freq x 512x512"
+    )
     head = (
         f"{'input MB':>9} {'steps':>5} {'cp MB/s':>8} {'ours MB/s':>9} {'ours/cp':>7} "
         f"{'naive MB/s':>10} {'naive/cp':>8} {'ours/naive':>10} {'RSS ours MB':>11} "

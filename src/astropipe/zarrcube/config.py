@@ -40,9 +40,9 @@ class ChunksConfig:
 class CompressorConfig:
     """The compressor applied to every chunk."""
 
-    name: str = "zstd"
+    name: str = "blosc"
     level: int = 1
-    cname: str = "lz4"
+    cname: str = "zstd"
     shuffle: str = "shuffle"
 
     def validate(self, where: str) -> CompressorConfig:

@@ -62,7 +62,7 @@ def run(
         **{k: v for k, v in options.record(col.kind).items() if k != "kind"},
     }
     summary = write_collection(
-        layout_for(col.kind),
+        layout_for(col.kind, read_workers=cfg.read_workers),
         list_inputs(col.input_dir, col.glob),
         Path(col.output),
         collection=collection,

@@ -2,18 +2,20 @@
 
 Protocol (crash-safe, append without rewriting):
 
-1. Take ``<store>.lock``; drop ``*.partial`` files a killed writer left.
-2. Scan every input (checksums and headers, no pixels) and check grids, frequencies, Stokes.
+1. Take ``<store>.lock``; drop ``*.partial`` files a killed zarr write left.
+2. Scan every input's headers (no pixels) and check grids, frequencies, Stokes, truncation.
 3. Merge with the manifest already in the store: the target is every recorded time step plus
-   every input time step, sorted by key. A step is skipped when its files and checksums are
-   unchanged, it keeps its index, and its ``step_complete`` flag is 1.
-4. Resize the time axis, clear ``step_complete`` of the steps to (re)write, write the new
-   manifest, then for each step: write its arrays at its index, then set ``step_complete``.
-5. Consolidate the metadata.
+   every input time step, sorted by key. A step is skipped when it keeps its index, its
+   ``step_complete`` flag is 1, and its files still have the recorded SHA-256 (hashed now).
+4. Resize the time axis, clear ``step_complete`` of the steps to (re)write, save the manifest
+   (those steps without checksums), then for each step: read its files once (hash + decode),
+   write its arrays at its index, set ``step_complete``, record its checksums in the manifest.
+5. Save the manifest, consolidate the metadata.
 
-A crash anywhere leaves ``step_complete = 0`` on any step not entirely written, so a rerun
-redoes it; steps written before the crash are untouched. Since the store is a function of the
-sorted set of time steps only, the order and batching of inputs do not change a byte.
+A crash anywhere leaves ``step_complete = 0`` or no checksum on any step not entirely
+written, so a rerun redoes it; steps finished before the crash are not touched. Since the
+store is a function of the sorted set of time steps only, the order and batching of inputs
+do not change a byte. Peak memory is two time steps (the one written, the one read ahead).
 """
 
 from __future__ import annotations
@@ -90,17 +92,19 @@ def _scan(layout: Layout, files: list[Path], workers: int, progress: bool) -> li
     specs = layout.group(files)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         it = pool.map(layout.scan, specs)
-        return list(tqdm(it, total=len(specs), desc="checksums", unit="step", disable=not progress))
+        return list(tqdm(it, total=len(specs), desc="headers", unit="step", disable=not progress))
+
+
+def _same_axis(key: str, a: Any, b: Any) -> bool:
+    if key == "frequency_hz" and isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return bool(np.allclose(a, b, rtol=1e-9, atol=0.0))
+    return a == b
 
 
 def _check_static(ref: dict[str, Any], ref_file: str, info: StepInfo) -> None:
     for key in sorted(set(ref) | set(info.static)):
         a, b = ref.get(key), info.static.get(key)
-        if a != b and not (
-            isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
-            and np.allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-9)
-            if key == "frequency_hz" else False
-        ):  # fmt: skip
+        if not _same_axis(key, a, b):
             raise GridMismatchError(
                 f"{info.grid_file} (time step {info.key}) does not match {ref_file}: {key} "
                 f"{b!r} vs {a!r}; every time step of a store needs the same axes — add the "
@@ -204,7 +208,7 @@ def write_collection(
     Parameters
     ----------
     layout
-        :class:`~astropipe.zarrcube.layouts.LwaLayout` or ``CcdLayout``.
+        :class:`~astropipe.zarrcube.lwa.LwaLayout` or :class:`~astropipe.zarrcube.ccd.CcdLayout`.
     files
         The collection's FITS files, in any order.
     store
@@ -223,104 +227,120 @@ def write_collection(
     LockedError, GridMismatchError, InputFileError, MissingInputError
     """
     files = sorted(files)
-    with StoreLock(store):
-        infos = _scan(layout, files, options.read_workers, progress)
-        old = None if options.rebuild else S.read_manifest(store)
-        if old and old[0].get("layout") != options.record(layout.kind):
-            log.warning(
-                "%s: built with %s, now %s; rebuilding",
-                store,
-                old[0].get("layout"),
-                options.record(layout.kind),
+    try:
+        with StoreLock(store):
+            return _write_locked(
+                layout, files, store, collection, options, config, progress, dry_run
             )
-            old = None
-        if old:
-            static = {k: v for k, v in old[0]["static"].items() if k not in ("grid", "grid_file")}
-            grid, ref = Grid.from_attrs(old[0]["static"]["grid"]), old[0]["static"]["grid_file"]
-        else:
-            static, grid, ref = infos[0].static, infos[0].grid, infos[0].grid_file
-        for info in infos:
-            check_grid(grid, ref, info.grid, info.grid_file)
-            _check_static(static, ref, info)
-        entries, todo = _plan(infos, old, options.read_workers)
-        summary = {
-            "collection": collection,
-            "store": config.get("output", str(store)),
-            "time_steps": len(entries),
-            "written": len(todo),
-            "skipped": len(entries) - len(todo),
-            "input_files": sum(len(e["files"]) for e in entries),
-            "header_corrections": sorted({c for e in entries for c in e["corrections"]}),
-        }
-        if dry_run:
-            return summary
-        comp = S.compressor(options.compressor, options.zarr_format)
-        if old is None:
-            S.remove_store(store)
-            S.create_store(
-                store,
-                layout,
-                static=static,
-                grid=grid,
-                n_times=len(entries),
-                chunks=options.chunks,
-                zarr_format=options.zarr_format,
-                comp=comp,
-            )
-        else:
-            S.remove_partials(store)
-            S.drop_consolidated(store)
-        with S.quiet_zarr():
-            group = zarr.open_group(store, mode="r+", use_consolidated=False)
-            for arr in S.time_arrays(group):
-                if arr.shape[0] != len(entries):
-                    arr.resize((len(entries), *arr.shape[1:]))
-            for idx, _ in todo:
-                group[S.COMPLETE][idx : idx + 1] = np.zeros(1, dtype=np.uint8)
+    finally:
+        layout.close()
 
-            cost = {"bytes": 0, "seconds": 0.0, "at": 0.0}
 
-            def save() -> None:
-                t0 = time.monotonic()
-                attrs = _attrs(collection, options, layout.kind, static, grid, ref, entries, config)
-                S.write_attrs(store, attrs)
-                cost.update(bytes=len(json.dumps(attrs)), seconds=time.monotonic() - t0, at=t0)
-
-            def due() -> bool:
-                # a small manifest is saved after every step; a large one at most ~5 % of the time
-                if cost["bytes"] < MANIFEST_SMALL:
-                    return True
-                return time.monotonic() - cost["at"] > 20 * cost["seconds"]
-
-            save()  # steps being written have no checksums yet: a rerun redoes them
-            group = zarr.open_group(store, mode="r+", use_consolidated=False)
-            bar = tqdm(
-                total=sum(i.nbytes for _, i in todo),
-                desc=f"fits_to_zarr@{collection}",
-                unit="B",
-                unit_scale=True,
-                disable=not progress,
-            )
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                # read (and hash) the next step while this one is compressed and written
-                ahead: Future | None = pool.submit(layout.read, todo[0][1]) if todo else None
-                for k, (idx, info) in enumerate(todo):
-                    assert ahead is not None
-                    arrays, sums = ahead.result()
-                    nxt = todo[k + 1][1] if k + 1 < len(todo) else None
-                    ahead = pool.submit(layout.read, nxt) if nxt is not None else None
-                    _write_step(group, layout, idx, info, arrays)
-                    layout.release(arrays)
-                    del arrays
-                    entries[idx] = {**entries[idx], "files": sums}
-                    if due():
-                        save()
-                    bar.update(info.nbytes)
-                    log.debug("wrote time step %s at index %d", info.key, idx)
-            bar.close()
-            save()
-            zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
-        log.info(
-            "%s: %d time steps written, %d skipped (done)", store, len(todo), summary["skipped"]
+def _write_locked(
+    layout: Layout,
+    files: list[Path],
+    store: Path,
+    collection: str,
+    options: WriteOptions,
+    config: dict[str, Any],
+    progress: bool,
+    dry_run: bool,
+) -> dict[str, Any]:
+    infos = _scan(layout, files, options.read_workers, progress)
+    old = None if options.rebuild else S.read_manifest(store)
+    if old and old[0].get("layout") != options.record(layout.kind):
+        log.warning(
+            "%s: built with %s, now %s; rebuilding",
+            store,
+            old[0].get("layout"),
+            options.record(layout.kind),
         )
+        old = None
+    if old:
+        static = {k: v for k, v in old[0]["static"].items() if k not in ("grid", "grid_file")}
+        grid, ref = Grid.from_attrs(old[0]["static"]["grid"]), old[0]["static"]["grid_file"]
+    else:
+        static, grid, ref = infos[0].static, infos[0].grid, infos[0].grid_file
+    for info in infos:
+        check_grid(grid, ref, info.grid, info.grid_file)
+        _check_static(static, ref, info)
+    entries, todo = _plan(infos, old, options.read_workers)
+    summary = {
+        "collection": collection,
+        "store": config.get("output", str(store)),
+        "time_steps": len(entries),
+        "written": len(todo),
+        "skipped": len(entries) - len(todo),
+        "input_files": sum(len(e["files"]) for e in entries),
+        "header_corrections": sorted({c for e in entries for c in e["corrections"]}),
+    }
+    if dry_run:
         return summary
+    comp = S.compressor(options.compressor, options.zarr_format)
+    if old is None:
+        S.remove_store(store)
+        S.create_store(
+            store,
+            layout,
+            static=static,
+            grid=grid,
+            n_times=len(entries),
+            chunks=options.chunks,
+            zarr_format=options.zarr_format,
+            comp=comp,
+        )
+    else:
+        S.remove_partials(store)
+        S.drop_consolidated(store)
+    with S.quiet_zarr():
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+        for arr in S.time_arrays(group):
+            if arr.shape[0] != len(entries):
+                arr.resize((len(entries), *arr.shape[1:]))
+        for idx, _ in todo:
+            group[S.COMPLETE][idx : idx + 1] = np.zeros(1, dtype=np.uint8)
+
+        cost = {"bytes": 0, "seconds": 0.0, "at": 0.0}
+
+        def save() -> None:
+            t0 = time.monotonic()
+            attrs = _attrs(collection, options, layout.kind, static, grid, ref, entries, config)
+            S.write_attrs(store, attrs)
+            cost.update(bytes=len(json.dumps(attrs)), seconds=time.monotonic() - t0, at=t0)
+
+        def due() -> bool:
+            # a small manifest is saved after every step; a large one at most ~5 % of the time
+            if cost["bytes"] < MANIFEST_SMALL:
+                return True
+            return time.monotonic() - cost["at"] > 20 * cost["seconds"]
+
+        save()  # steps being written have no checksums yet: a rerun redoes them
+        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+        bar = tqdm(
+            total=sum(i.nbytes for _, i in todo),
+            desc=f"fits_to_zarr@{collection}",
+            unit="B",
+            unit_scale=True,
+            disable=not progress,
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # read (and hash) the next step while this one is compressed and written
+            ahead: Future | None = pool.submit(layout.read, todo[0][1]) if todo else None
+            for k, (idx, info) in enumerate(todo):
+                assert ahead is not None
+                arrays, sums = ahead.result()
+                nxt = todo[k + 1][1] if k + 1 < len(todo) else None
+                ahead = pool.submit(layout.read, nxt) if nxt is not None else None
+                _write_step(group, layout, idx, info, arrays)
+                layout.release(arrays)
+                del arrays
+                entries[idx] = {**entries[idx], "files": sums}
+                if due():
+                    save()
+                bar.update(info.nbytes)
+                log.debug("wrote time step %s at index %d", info.key, idx)
+        bar.close()
+        save()
+        zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
+    log.info("%s: %d time steps written, %d skipped (done)", store, len(todo), summary["skipped"])
+    return summary
