@@ -67,9 +67,9 @@ class CombineConfig:
     clip: ClipConfig = field(default_factory=ClipConfig)
 
 
-#: Pixels combined at once inside a band: keeps the temporaries small (cache-resident, ~0.5 MB
+#: Pixels combined at once inside a band: keeps the temporaries small (cache-friendly, ~0.8 MB
 #: each for 25 frames) whatever the band height.
-_CHUNK_PIXELS = 2048
+_CHUNK_PIXELS = 4096
 
 
 def _pick(a: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -77,13 +77,29 @@ def _pick(a: np.ndarray, index: np.ndarray) -> np.ndarray:
     return a[index, np.arange(a.shape[1])]
 
 
-def _running_sum(d: np.ndarray) -> np.ndarray:
-    """``out[k] = d[:k].sum(axis=0)`` for k = 0..n (row by row: numpy's cumsum along axis 0
-    of a short, wide array is several times slower)."""
-    out = np.zeros((d.shape[0] + 1, d.shape[1]))
-    for k in range(d.shape[0]):
-        np.add(out[k], d[k], out=out[k + 1])
-    return out
+def _window_sums(
+    d: np.ndarray,
+    d2: np.ndarray,
+    total: tuple[np.ndarray, np.ndarray],
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of ``d`` and ``d2`` over each column's window ``[lo, hi)``.
+
+    The whole-column totals minus the clipped prefix and suffix: clipping removes few values,
+    so this loops over a handful of rows instead of summing the window again.
+    """
+    n = d.shape[0]
+    s1, s2 = total[0].copy(), total[1].copy()
+    for k in range(int(lo.max(initial=0))):
+        drop = k < lo
+        s1 -= np.where(drop, d[k], 0.0)
+        s2 -= np.where(drop, d2[k], 0.0)
+    for k in range(int(hi.min(initial=n)), n):
+        drop = k >= hi
+        s1 -= np.where(drop, d[k], 0.0)
+        s2 -= np.where(drop, d2[k], 0.0)
+    return s1, s2
 
 
 def _combine_sorted(s: np.ndarray, cfg: CombineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,13 +110,11 @@ def _combine_sorted(s: np.ndarray, cfg: CombineConfig) -> tuple[np.ndarray, np.n
     ref = 0.5 * (s[(n - 1) // 2] + s[n // 2])
     need_sums = cfg.clip.enabled or cfg.method == "average"
     if need_sums:
-        # Sums over any window [lo, hi) from cumulative sums of the deviations from the
-        # median, which keeps the variance free of cancellation (values ~1e4, spreads ~1).
+        # Deviations from the median keep the variance free of cancellation (values ~1e4,
+        # spreads ~1).
         d = s - ref
-        c1 = _running_sum(d)
-        np.square(d, out=d)
-        c2 = _running_sum(d)
-        del d
+        d2 = d * d
+        total = (d.sum(axis=0), d2.sum(axis=0))
 
     def stats(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
         count = hi - lo
@@ -110,9 +124,10 @@ def _combine_sorted(s: np.ndarray, cfg: CombineConfig) -> tuple[np.ndarray, np.n
         median = 0.5 * (_pick(s, a) + _pick(s, b))
         if not need_sums:
             return median, median, count, median
-        s1 = (_pick(c1, hi) - _pick(c1, lo)) / safe
-        var = np.maximum((_pick(c2, hi) - _pick(c2, lo)) / safe - s1 * s1, 0.0)
-        return ref + s1, np.sqrt(var), count, median
+        w1, w2 = _window_sums(d, d2, total, lo, hi)
+        mean_dev = w1 / safe
+        var = np.maximum(w2 / safe - mean_dev * mean_dev, 0.0)
+        return ref + mean_dev, np.sqrt(var), count, median
 
     clip = cfg.clip
     if clip.enabled:

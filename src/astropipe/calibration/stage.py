@@ -56,6 +56,14 @@ def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
     # Whatever the process already holds counts against the limit; keep a floor so a tiny
     # limit still makes progress (one row per band at worst).
     budget = max(limit - used, limit // 8)
+    if used > limit // 2:
+        log.warning(
+            "calibration.memory_limit=%s: the process already holds %.0f MB; combining %s in "
+            "small bands (raise the limit for speed)",
+            cfg.memory_limit,
+            used / 1e6,
+            spec.name,
+        )
     shape = spec.frames[0].trimmed_shape
     return tile_rows_for(len(spec.frames), shape, budget_bytes=budget, workers=workers)
 
