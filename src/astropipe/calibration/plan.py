@@ -5,6 +5,7 @@ input set fails in seconds with one clear message and leaves the outputs as they
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from astropipe.calibration.frames import FrameInfo, by_kind
 from astropipe.errors import ConfigError, GridMismatchError, InputFileError, MissingInputError
 
 __all__ = ["MasterSpec", "SciencePlan", "CalibrationPlan", "make_plan", "group_label"]
+
+log = logging.getLogger(__name__)
 
 Group = tuple[str, tuple[int, int]]
 
@@ -174,6 +177,8 @@ def make_plan(
         dark = _master_for(f, darks, f.group, "dark")
         if dark is None and require_dark:
             raise MissingInputError(_no_group(f, "dark", kinds["dark"]))
+        if dark is None:
+            log.warning("%s: no dark of its group; dark current is not subtracted", f.path)
         flat = _master_for(f, flats, (f.group, f.filter or ""), "flat")
         if flat is None:
             have = sorted({m.filter or "(none)" for m in flats.values() if m.group == f.group})

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 
+from astropipe.calibration.calibrate import BAD_FLAT, SATURATED
 from astropipe.calibration.combine import tile_rows_for
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.frames import discover
 from astropipe.calibration.masters import Master, build_master, detector_for
-from astropipe.calibration.plan import CalibrationPlan, MasterSpec, make_plan
+from astropipe.calibration.plan import CalibrationPlan, MasterSpec, SciencePlan, make_plan
 from astropipe.calibration.science import calibrate_frame, write_master, write_science
 from astropipe.compute import ComputeConfig, parse_bytes, scheduler
 from astropipe.io.atomic import atomic_dir
@@ -73,6 +75,37 @@ def _noise(data: np.ndarray) -> float:
 
     finite = np.asarray(data, dtype=np.float64)
     return float(mad_std(finite[np.isfinite(finite)]))
+
+
+def _science_task(
+    sp: SciencePlan,
+    cfg: CalibrationConfig,
+    built: Mapping[str, Master],
+    master_sha: Mapping[str, str],
+    out_dir: Path,
+) -> tuple[str, dict[str, Any]]:
+    """Calibrate and write one science frame; return its name and metrics."""
+    roles = {"bias": sp.bias, "flat": sp.flat} | ({"dark": sp.dark} if sp.dark else {})
+    cal = calibrate_frame(
+        sp.frame,
+        cfg,
+        bias=built[sp.bias],
+        flat=built[sp.flat],
+        dark=built[sp.dark] if sp.dark else None,
+    )
+    write_science(
+        cal,
+        out_dir / f"{sp.frame.path.stem}.fits",
+        masters={r: (built[n], master_sha[n]) for r, n in roles.items()},
+    )
+    log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, cal.cosmic_pixels)
+    return sp.frame.name, {
+        "cosmic_ray_pixels": cal.cosmic_pixels,
+        "saturated_pixels": int(np.count_nonzero(cal.mask & SATURATED)),
+        "bad_flat_pixels": int(np.count_nonzero(cal.mask & BAD_FLAT)),
+        "sky_median": float(np.median(cal.sci)),
+        **roles,
+    }
 
 
 def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> dict[str, Any]:
@@ -144,28 +177,14 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
                 "mean_err": float(np.mean(master.err, dtype=np.float64)),
                 "unit": {"bias": "electron", "dark": "electron/s", "flat": "relative"}[spec.kind],
             }
-        for sp in plan.science:
-            roles = {"bias": sp.bias, "flat": sp.flat} | ({"dark": sp.dark} if sp.dark else {})
-            cal = calibrate_frame(
-                sp.frame,
-                cfg,
-                bias=built[sp.bias],
-                flat=built[sp.flat],
-                dark=built[sp.dark] if sp.dark else None,
-            )
-            write_science(
-                cal,
-                Path(sdir) / f"{sp.frame.path.stem}.fits",
-                masters={r: (built[n], master_sha[n]) for r, n in roles.items()},
-            )
-            metrics_science[sp.frame.name] = {
-                "cosmic_ray_pixels": cal.cosmic_pixels,
-                "saturated_pixels": int(np.count_nonzero(cal.mask & 1)),
-                "bad_flat_pixels": int(np.count_nonzero(cal.mask & 2)),
-                "sky_median": float(np.median(cal.sci)),
-                **roles,
-            }
-            log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, cal.cosmic_pixels)
+        # One dask task per science frame: it calibrates, writes, and returns only its
+        # metrics, so at most compute.workers frames are in memory at once.
+        tasks = [
+            dask.delayed(_science_task, pure=True)(sp, cfg, built, master_sha, Path(sdir))
+            for sp in plan.science
+        ]
+        for name, values in dask.compute(*tasks):
+            metrics_science[name] = values
     metrics = {
         "frames": frames_count,
         "masters": metrics_masters,
