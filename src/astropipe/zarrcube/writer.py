@@ -292,7 +292,7 @@ def _write_locked(
     else:
         S.remove_partials(store)
         S.drop_consolidated(store)
-    with S.quiet_zarr():
+    with S.quiet_zarr(), zarr.config.set(S.WRITE_CONFIG):
         group = zarr.open_group(store, mode="r+", use_consolidated=False)
         for arr in S.time_arrays(group):
             if arr.shape[0] != len(entries):
