@@ -49,12 +49,13 @@ class CcdLayout(Layout):
         return [StepSpec(key=k, files=(keyed[k],)) for k in sorted(keyed)]
 
     def _header(self, hdul: fits.HDUList, path: Path) -> fits.Header:
-        names = [h.name for h in hdul]
-        missing = [e for e in self.EXTS if e not in names]
+        extnames = [h.name for h in hdul]
+        missing = [e for e in self.EXTS if e not in extnames]
         if missing:
             raise InputFileError(
-                f"{path}: missing extension(s) {missing} (found {names}); fits_to_zarr@ccd expects "
-                "the calibrated frames of calibrate_images with SCI, ERR and MASK extensions."
+                f"{path}: missing extension(s) {missing} (found {extnames}); "
+                "fits_to_zarr@ccd expects the calibrated frames of calibrate_images "
+                "with SCI, ERR and MASK extensions."
             )
         # keywords may sit in the primary header or in SCI; SCI wins
         header = hdul[0].header.copy()
@@ -91,10 +92,10 @@ class CcdLayout(Layout):
             time = H.header_time(header, where=str(path))
             exptime = float(header.get("EXPTIME", np.nan))
             if np.isnan(exptime):
-                corrections.add("EXPTIME missing: exposure stored as NaN")
+                corrections.add(H.Correction.EXPTIME_MISSING)
             flt = str(header.get("FILTER", "")).strip()
             if not flt:
-                corrections.add("FILTER missing: filter stored as an empty string")
+                corrections.add(H.Correction.FILTER_MISSING)
             if len(flt) > FILTER_LEN:
                 raise InputFileError(
                     f"{path}: FILTER={flt!r} is longer than {FILTER_LEN} characters; shorten it."

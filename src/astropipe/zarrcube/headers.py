@@ -46,8 +46,6 @@ STOKES_CODES: dict[int, str] = {
     -5: "XX", -6: "YY", -7: "XY", -8: "YX",
 }  # fmt: skip
 
-_CANONICAL_BUNIT = {"JY/BEAM": "Jy/beam", "JY/BEAM ": "Jy/beam", "JY": "Jy", "K": "K"}
-
 
 class Correction:
     """Names of the header corrections, as stored in the store attributes."""
@@ -67,6 +65,9 @@ class Correction:
     STOKES_ASSUMED = "no STOKES axis: Stokes I assumed"
     BSCALE_BZERO = "BSCALE/BZERO applied to the data (stored values are physical)"
     BEAM_MISSING = "BMAJ/BMIN/BPA missing: beam stored as NaN"
+    TIME_FROM_NAME = "DATE-OBS missing: time taken from the file name"
+    EXPTIME_MISSING = "EXPTIME missing: exposure stored as NaN"
+    FILTER_MISSING = "FILTER missing: filter stored as an empty string"
 
 
 @dataclass(frozen=True)

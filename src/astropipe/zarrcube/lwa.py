@@ -113,7 +113,7 @@ class LwaLayout(Layout):
                 if header.get("DATE-OBS"):
                     time_mjd = float(H.header_time(header, where=str(path)).mjd)
                 else:
-                    corrections.add("DATE-OBS missing: time taken from the file name")
+                    corrections.add(H.Correction.TIME_FROM_NAME)
                     time_mjd = float(Time(parse_lwa_name(path).isot, scale="utc").mjd)
             bunit = str(header["BUNIT"])
             b = H.beam(header)
