@@ -188,3 +188,29 @@ def test_lock_in_process_and_release(tmp_path: Path) -> None:
     assert not lock_path(store).exists()
     with StoreLock(store):
         pass
+
+
+def test_interrupted_step_whose_files_left_is_dropped(pool, tmp_path: Path) -> None:
+    ref_inputs, ref = tmp_path / "ref_in", tmp_path / "ref.zarr"
+    _stage(pool[0] + pool[1], ref_inputs)
+    run(params(ref_inputs, ref), collection="lwa")
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage(pool[0] + pool[1] + pool[2], inputs)
+    code = _KILL_MID_STEP  # dies half-way through step 2
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(inputs), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    for f in pool[2]:
+        (inputs / f.name).unlink()
+    summary = run(params(inputs, out), collection="lwa")
+    assert summary["time_steps"] == 2 and summary["written"] == 0
+    assert zarr.open_group(out, mode="r")["SKY"].shape[0] == 2
+    # same bytes as a store built from steps 0 and 1 alone, apart from the input directory name
+    digest, expected = tree_digest(out), tree_digest(ref)
+    assert {k for k in digest if digest[k] != expected[k]} <= {"zarr.json"}
+    assert set(digest) == set(expected)

@@ -120,9 +120,17 @@ def _plan(
     A stored step is kept when it keeps its index, is flagged complete, and its files still
     have the recorded checksums (hashed here, in parallel); any other input step is written.
     """
-    old_entries = {e["key"]: (i, e) for i, e in enumerate(old[0]["timesteps"])} if old else {}
     flags = old[1] if old else np.zeros(0, dtype=np.uint8)
     new = {i.key: i for i in infos}
+    old_entries: dict[str, tuple[int, dict[str, Any]]] = {}
+    for i, e in enumerate(old[0]["timesteps"] if old else []):
+        finished = i < len(flags) and flags[i] == 1 and all(e["files"].values())
+        if finished or e["key"] in new:
+            old_entries[e["key"]] = (i, e)
+        else:  # an interrupted step whose files have gone: it holds nothing worth keeping
+            log.warning(
+                "dropping unfinished time step %s: its files are no longer inputs", e["key"]
+            )
     keys = sorted(set(old_entries) | set(new))
     entries: list[dict[str, Any]] = []
     todo: list[tuple[int, StepInfo]] = []
