@@ -214,3 +214,34 @@ def test_interrupted_step_whose_files_left_is_dropped(pool, tmp_path: Path) -> N
     digest, expected = tree_digest(out), tree_digest(ref)
     assert {k for k in digest if digest[k] != expected[k]} <= {"zarr.json"}
     assert set(digest) == set(expected)
+
+
+_RSS = """
+import resource, sys
+from pathlib import Path
+from astropipe.zarrcube.stage import run
+from zarr_helpers import params
+run(params(Path(sys.argv[1]), Path(sys.argv[2])), collection="lwa")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+@pytest.mark.slow
+def test_peak_rss_does_not_grow_with_time_steps(tmp_path: Path) -> None:
+    rss, sizes = [], []
+    for n in (3, 12):
+        inputs = tmp_path / f"in{n}"
+        files = make_lwa(inputs, n_times=n, size=512, freqs_mhz=(41.0, 46.0, 50.0, 55.0, 59.0))
+        sizes.append(sum(f.stat().st_size for f in files))
+        proc = subprocess.run(
+            [sys.executable, "-c", _RSS, str(inputs), str(tmp_path / f"{n}.zarr")],
+            cwd=ROOT / "tests",
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+        )
+        assert proc.returncode == 0, proc.stderr
+        rss.append(int(proc.stdout.strip().splitlines()[-1]))
+    # 4x the time steps (+47 MB of input): the peak moves by far less than the extra input
+    assert rss[1] - rss[0] < 0.25 * (sizes[1] - sizes[0]), (rss, sizes)
