@@ -59,7 +59,7 @@ class LwaLayout(Layout):
         return np.empty(shape, dtype=np.float32)
 
     def release(self, arrays: dict[str, np.ndarray]) -> None:
-        if len(self._free) < 2:
+        if len(self._free) < 3:
             self._free.append(arrays["SKY"])
 
     def group(self, files: list[Path]) -> list[StepSpec]:

@@ -15,7 +15,7 @@ Protocol (crash-safe, append without rewriting):
 A crash anywhere leaves ``step_complete = 0`` or no checksum on any step not entirely
 written, so a rerun redoes it; steps finished before the crash are not touched. Since the
 store is a function of the sorted set of time steps only, the order and batching of inputs
-do not change a byte. Peak memory is two time steps (the one written, the one read ahead).
+do not change a byte. Peak memory is three time steps (two being written, one read ahead).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -331,22 +332,38 @@ def _write_locked(
             unit_scale=True,
             disable=not progress,
         )
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # read (and hash) the next step while this one is compressed and written
-            ahead: Future | None = pool.submit(layout.read, todo[0][1]) if todo else None
+        # steps in different time chunks can be written at once (two with chunks.time=1);
+        # steps sharing a chunk must not be, or one read-modify-write would undo the other
+        n_writers = 2 if options.chunks.time == 1 else 1
+        pending: deque[tuple[Future, int, StepInfo, dict[str, Any], dict[str, str]]] = deque()
+
+        def finish() -> None:
+            fut, idx, info, arrays, sums = pending.popleft()
+            fut.result()
+            layout.release(arrays)
+            entries[idx] = {**entries[idx], "files": sums}
+            if due():
+                save()
+            bar.update(info.nbytes)
+            log.debug("wrote time step %s at index %d", info.key, idx)
+
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="step-read") as readers,
+            ThreadPoolExecutor(n_writers, thread_name_prefix="step-write") as writers,
+        ):
+            # read (and hash) the next step while earlier ones are compressed and written
+            ahead: Future | None = readers.submit(layout.read, todo[0][1]) if todo else None
             for k, (idx, info) in enumerate(todo):
                 assert ahead is not None
                 arrays, sums = ahead.result()
                 nxt = todo[k + 1][1] if k + 1 < len(todo) else None
-                ahead = pool.submit(layout.read, nxt) if nxt is not None else None
-                _write_step(group, layout, idx, info, arrays)
-                layout.release(arrays)
-                del arrays
-                entries[idx] = {**entries[idx], "files": sums}
-                if due():
-                    save()
-                bar.update(info.nbytes)
-                log.debug("wrote time step %s at index %d", info.key, idx)
+                ahead = readers.submit(layout.read, nxt) if nxt is not None else None
+                fut = writers.submit(_write_step, group, layout, idx, info, arrays)
+                pending.append((fut, idx, info, arrays, sums))
+                while len(pending) >= n_writers:
+                    finish()
+            while pending:
+                finish()
         bar.close()
         save()
         zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
