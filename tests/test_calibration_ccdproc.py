@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import astropy.units as u
+import ccdproc  # noqa: E402  (a test dependency: a missing one must fail, not skip)
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -25,8 +26,6 @@ from astropipe.calibration.frames import discover, read_info
 from astropipe.calibration.masters import build_master
 from astropipe.calibration.plan import make_plan
 from astropipe.calibration.science import calibrate_frame
-
-ccdproc = pytest.importorskip("ccdproc")
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHT = ROOT / "data/sample/ccd/night"

@@ -24,25 +24,14 @@ from astropipe.errors import (  # noqa: E402
     MissingInputError,
     ValidationFailed,
 )
+from astropipe.features.stats import FEATURE_COLUMNS  # noqa: E402
 from astropipe.io.tables import write_parquet  # noqa: E402
 from astropipe.lightcurve import to_lightcurve_table  # noqa: E402
 from astropipe.validation.runner import make_context  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FEATURE_FLOATS = [
-    "time_span",
-    "mean",
-    "median",
-    "std",
-    "skew",
-    "kurtosis",
-    "amplitude",
-    "mad",
-    "slope",
-    "rise_rate",
-    "decay_rate",
-]
+FEATURE_FLOATS = [c for c in FEATURE_COLUMNS if c != "n_obs"]
 
 
 @pytest.fixture(scope="session")
@@ -251,7 +240,7 @@ BREAKS = {
         "features",
         lambda d: d.assign(n_obs=d["n_obs"].astype("float64")),
         "n_obs",
-        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_be_of_type",
     ),
     "features-negative-std": ("features", lambda d: _set(d, "std", 0, -1.0), "std", "between"),
 }

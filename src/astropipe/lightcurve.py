@@ -5,6 +5,10 @@ One row per measurement. Magnitude surveys fill ``mag``/``mag_err``; flux survey
 ``limiting_mag``. ``mjd`` is the observation time as MJD (UTC for ZTF, TDB for TESS; the time
 scale per survey is recorded in the file metadata). Rows are sorted by
 ``(object_id, band, mjd)`` and unique on ``(object_id, mjd, band)``.
+
+``flags`` is a bitmask: bits 0-15 are the survey's own quality flags (ZTF ``catflags`` for DR
+and IRSA rows), bits 16 and up are astropipe's (:data:`FLAG_NEGATIVE_DIFF`: an alert
+detection on a negative difference image).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = [
     "LIGHTCURVE_UNITS",
     "LIGHTCURVE_KEY",
     "ZTF_BANDS",
+    "FLAG_NEGATIVE_DIFF",
     "to_lightcurve_table",
     "deduplicate",
 ]
@@ -55,6 +60,9 @@ LIGHTCURVE_UNITS = {
 }
 
 LIGHTCURVE_KEY = ("object_id", "mjd", "band")
+
+#: ``flags`` bit of a detection on a negative difference image (ZTF alert ``isdiffpos`` f).
+FLAG_NEGATIVE_DIFF = 1 << 16
 
 #: ZTF filter id → IRSA band name.
 ZTF_BANDS = {1: "zg", 2: "zr", 3: "zi"}

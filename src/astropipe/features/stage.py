@@ -14,6 +14,7 @@ from astropipe.config import from_mapping
 from astropipe.errors import ConfigError
 from astropipe.features.stats import FEATURE_COLUMNS, compute_features
 from astropipe.io.tables import read_parquet, write_json, write_parquet
+from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
 from astropipe.provenance import provenance, relpath, sha256_file
 
 __all__ = ["FeaturesConfig", "run", "FEATURES_SCHEMA"]
@@ -59,7 +60,7 @@ class FeaturesConfig:
     inputs: list[str] = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
     min_points: int = 3
     use_upper_limits: bool = False
-    exclude_flags: int = 1
+    exclude_flags: int = FLAG_NEGATIVE_DIFF
     outputs: FeaturesOutputs = field(default_factory=FeaturesOutputs)
 
     @classmethod

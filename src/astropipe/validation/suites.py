@@ -28,6 +28,7 @@ import pyarrow as pa  # noqa: E402
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
 from astropipe.errors import ConfigError  # noqa: E402
+from astropipe.features.stage import FEATURES_SCHEMA  # noqa: E402
 from astropipe.lightcurve import LIGHTCURVE_KEY, LIGHTCURVE_SCHEMA  # noqa: E402
 from astropipe.validation.config import RangesConfig, TableConfig  # noqa: E402
 
@@ -84,27 +85,10 @@ LIGHTCURVE_COLUMNS: dict[str, tuple[str, ...]] = {
     f.name: _pandas_dtype(f.type) for f in LIGHTCURVE_SCHEMA
 }
 
-#: features.parquet: one row per (object_id, band); float features may be NaN where undefined.
+#: features.parquet: exactly :data:`astropipe.features.stage.FEATURES_SCHEMA` (float features
+#: may be NaN where undefined).
 FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "object_id": _STR,
-    "band": _STR,
-    "n_obs": _INT,
-    **{
-        name: _FLOAT
-        for name in (
-            "time_span",
-            "mean",
-            "median",
-            "std",
-            "skew",
-            "kurtosis",
-            "amplitude",
-            "mad",
-            "slope",
-            "rise_rate",
-            "decay_rate",
-        )
-    },
+    f.name: _pandas_dtype(f.type) for f in FEATURES_SCHEMA
 }
 
 

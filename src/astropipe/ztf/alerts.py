@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from astropipe.errors import InputFileError
-from astropipe.lightcurve import ZTF_BANDS
+from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, ZTF_BANDS
 from astropipe.ztf.packets import Packet
 
 __all__ = [
@@ -38,8 +38,6 @@ __all__ = [
 
 #: MJD = JD − 2400000.5
 JD_MJD_OFFSET = 2400000.5
-#: ``flags`` bit set on light-curve rows whose difference image is negative (isdiffpos f/0).
-FLAG_NEGATIVE_DIFF = 1
 
 _STAMPS = (
     ("cutoutScience", "science"),
