@@ -189,6 +189,8 @@ def _attrs(
     }
 
 
+#: time steps compressed and written at once (when each step has its own time chunks)
+STEP_WRITERS = 2
 #: manifests smaller than this (bytes of JSON) are saved after every written step
 MANIFEST_SMALL = 1 << 18
 
@@ -334,7 +336,7 @@ def _write_locked(
         )
         # steps in different time chunks can be written at once (two with chunks.time=1);
         # steps sharing a chunk must not be, or one read-modify-write would undo the other
-        n_writers = 2 if options.chunks.time == 1 else 1
+        n_writers = STEP_WRITERS if options.chunks.time == 1 else 1
         pending: deque[tuple[Future, int, StepInfo, dict[str, Any], dict[str, str]]] = deque()
 
         def finish() -> None:
