@@ -75,9 +75,8 @@ def _worker(args: argparse.Namespace) -> None:
         from astropipe.calibration.combine import ClipConfig, CombineConfig
         from astropipe.calibration.config import CalibrationConfig, DetectorConfig, OverscanConfig
         from astropipe.calibration.frames import discover
-        from astropipe.calibration.masters import build_master
+        from astropipe.calibration.masters import build_master, master_tile_rows
         from astropipe.calibration.plan import make_plan
-        from astropipe.calibration.stage import tile_rows
         from astropipe.compute import ComputeConfig, scheduler
 
         # Import-time costs (dask looks for distributed on first use) are not combine time.
@@ -94,7 +93,7 @@ def _worker(args: argparse.Namespace) -> None:
                 cfg,
                 detector=DetectorConfig(),
                 overscan=OverscanConfig(),
-                tile_rows=tile_rows(calib, spec, compute.workers),
+                tile_rows=master_tile_rows(calib, spec, compute.workers),
                 in_flight=compute.workers,
             )
         elapsed = time.perf_counter() - t0

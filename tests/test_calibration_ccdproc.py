@@ -23,7 +23,7 @@ from astropipe.calibration.calibrate import (
 from astropipe.calibration.combine import ClipConfig, CombineConfig, combine_stack, combine_tiled
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.frames import discover, read_info
-from astropipe.calibration.masters import build_master
+from astropipe.calibration.masters import build_masters
 from astropipe.calibration.plan import make_plan
 from astropipe.calibration.science import calibrate_frame
 
@@ -88,22 +88,7 @@ def ccdproc_masters(night_plan):
 
 @pytest.fixture(scope="module")
 def our_masters(night_plan):
-    cfg = CalibrationConfig()
-    built = {}
-    for spec in night_plan.masters:
-        comb = {"bias": cfg.bias, "dark": cfg.dark, "flat": cfg.flat_combine}[spec.kind]
-        bias = next((m for m in built.values() if m.spec.kind == "bias"), None)
-        dark = next((m for m in built.values() if m.spec.kind == "dark"), None)
-        built[spec.name] = build_master(
-            spec,
-            comb,
-            detector=cfg.detector,
-            overscan=cfg.overscan,
-            tile_rows=37,
-            bias=bias if spec.kind != "bias" else None,
-            dark=dark if spec.kind == "flat" else None,
-        )
-    return built
+    return build_masters(night_plan, CalibrationConfig(), tile_rows=37)
 
 
 def test_master_bias_equals_ccdproc_combine(our_masters, ccdproc_masters):

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.frames import discover
-from astropipe.calibration.masters import build_master
+from astropipe.calibration.masters import build_masters
 from astropipe.calibration.plan import make_plan
 from astropipe.calibration.science import calibrate_frame
 from astropipe.calibration.simulate import NightModel, flat_response, sky_model
@@ -25,20 +25,7 @@ def calibrated():
     cfg = CalibrationConfig()
     frames, _ = discover(NIGHT)
     plan = make_plan(frames, directory=NIGHT)
-    built = {}
-    for spec in plan.masters:
-        comb = {"bias": cfg.bias, "dark": cfg.dark, "flat": cfg.flat_combine}[spec.kind]
-        bias = next((m for m in built.values() if m.spec.kind == "bias"), None)
-        dark = next((m for m in built.values() if m.spec.kind == "dark"), None)
-        built[spec.name] = build_master(
-            spec,
-            comb,
-            detector=cfg.detector,
-            overscan=cfg.overscan,
-            tile_rows=64,
-            bias=bias if spec.kind != "bias" else None,
-            dark=dark if spec.kind == "flat" else None,
-        )
+    built = build_masters(plan, cfg, tile_rows=64)
     return {
         sp.frame.name: calibrate_frame(
             sp.frame, cfg, bias=built[sp.bias], flat=built[sp.flat], dark=built[sp.dark]

@@ -15,9 +15,10 @@ astropipe                 ccdproc
 ========================  ===============================================================
 
 Uncertainty (all in electrons): the raw frame contributes Poisson noise on the collected
-charge (sky + sources + dark current, i.e. the bias-subtracted signal, floored at 0) plus the
-read noise squared; each master contributes its own standard error, scaled as it was applied
-(dark × t); dividing by the flat adds the flat's relative error in quadrature.
+charge (sky + sources + dark current, i.e. the bias-subtracted signal *before* the dark is
+subtracted, floored at 0) plus the read noise squared; each master contributes its own
+standard error, scaled as it was applied (dark × t); dividing by the flat adds the flat's
+relative error in quadrature.
 """
 
 from __future__ import annotations
@@ -112,12 +113,17 @@ def science_error(
     *,
     read_noise_e: float,
     flat: np.ndarray,
+    dark: np.ndarray | None = None,
     bias_err: np.ndarray | None = None,
     dark_err: np.ndarray | None = None,
     exptime: float = 0.0,
     flat_err: np.ndarray | None = None,
 ) -> np.ndarray:
     """Standard error of ``signal / flat`` in electrons.
+
+    The Poisson term is on the charge the pixel actually collected, ``signal + dark · t``
+    (floored at 0): subtracting the master dark removes the dark current's mean, not its shot
+    noise, which dominates hot pixels.
 
     Parameters
     ----------
@@ -127,12 +133,17 @@ def science_error(
         Read noise of the frame, electrons.
     flat
         Normalised master flat.
+    dark
+        The master dark that was subtracted (electrons per second), or None when no dark was.
     bias_err, dark_err, flat_err
         Standard errors of the masters (dark per second).
     exptime
         Exposure time the dark was scaled to.
     """
-    var = poisson_variance(signal_e, read_noise_e)
+    collected = np.asarray(signal_e, dtype=np.float64)
+    if dark is not None:
+        collected = collected + np.asarray(dark, dtype=np.float64) * exptime
+    var = poisson_variance(collected, read_noise_e)
     if bias_err is not None:
         var = var + np.asarray(bias_err, dtype=np.float64) ** 2
     if dark_err is not None:

@@ -14,14 +14,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from astropipe.calibration.calibrate import subtract_dark
-from astropipe.calibration.combine import CombineConfig, combine_tiled
-from astropipe.calibration.config import DetectorConfig, OverscanConfig
+from astropipe.calibration.combine import CombineConfig, combine_tiled, tile_rows_for
+from astropipe.calibration.config import CalibrationConfig, DetectorConfig, OverscanConfig
 from astropipe.calibration.frames import FrameInfo, read_region
-from astropipe.calibration.plan import MasterSpec
+from astropipe.calibration.plan import CalibrationPlan, MasterSpec
 from astropipe.calibration.sections import overscan_axis, overscan_vector
+from astropipe.compute import parse_bytes
 from astropipe.errors import ConfigError
 
-__all__ = ["Detector", "detector_for", "Master", "band_loader", "build_master"]
+__all__ = [
+    "Detector",
+    "detector_for",
+    "Master",
+    "band_loader",
+    "build_master",
+    "build_masters",
+    "master_tile_rows",
+]
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +199,79 @@ def build_master(
         err = (err / np.float32(norm)).astype(np.float32)
     log.info("%s: %d frames combined (%s)", spec.name, len(spec.frames), cfg.method)
     return Master(spec, value, err, len(spec.frames), norm)
+
+
+def master_tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
+    """Band height for a master: conf ``tile_rows`` or what fits in ``memory_limit``."""
+    if cfg.tile_rows is not None:
+        return cfg.tile_rows
+    import psutil
+
+    limit = parse_bytes(cfg.memory_limit)
+    used = psutil.Process().memory_info().rss
+    # Whatever the process already holds counts against the limit; keep a floor so a tiny
+    # limit still makes progress (one row per band at worst).
+    budget = max(limit - used, limit // 8)
+    if used > limit // 2:
+        log.warning(
+            "calibration.memory_limit=%s: the process already holds %.0f MB; combining %s in "
+            "small bands (raise the limit for speed)",
+            cfg.memory_limit,
+            used / 1e6,
+            spec.name,
+        )
+    shape = spec.frames[0].trimmed_shape
+    return tile_rows_for(len(spec.frames), shape, budget_bytes=budget, workers=workers)
+
+
+def build_masters(
+    plan: CalibrationPlan,
+    cfg: CalibrationConfig,
+    *,
+    tile_rows: int | None = None,
+    workers: int = 1,
+) -> dict[str, Master]:
+    """Build every master of ``plan`` in its build order (biases, darks, flats).
+
+    Darks are bias-subtracted with the master bias of their own group (instrument and
+    binning), flats with the bias and dark of their group; the plan has already checked that
+    each group has a bias.
+
+    Parameters
+    ----------
+    plan
+        The validated calibration plan.
+    cfg
+        The ``calibration`` config (combine settings per kind, detector, overscan, memory).
+    tile_rows
+        Band height for every master; None: :func:`master_tile_rows` (conf ``tile_rows`` or
+        what fits in ``memory_limit``).
+    workers
+        Bands combined at once (the dask workers of the ``compute`` config).
+
+    Returns
+    -------
+    dict
+        Master name → :class:`Master`, in build order.
+    """
+    built: dict[str, Master] = {}
+
+    def of_group(kind: str, spec: MasterSpec) -> Master | None:
+        return next(
+            (m for m in built.values() if m.spec.kind == kind and m.spec.group == spec.group),
+            None,
+        )
+
+    combine = {"bias": cfg.bias, "dark": cfg.dark, "flat": cfg.flat_combine}
+    for spec in plan.masters:
+        built[spec.name] = build_master(
+            spec,
+            combine[spec.kind],
+            detector=cfg.detector,
+            overscan=cfg.overscan,
+            tile_rows=tile_rows if tile_rows is not None else master_tile_rows(cfg, spec, workers),
+            in_flight=workers,
+            bias=of_group("bias", spec) if spec.kind != "bias" else None,
+            dark=of_group("dark", spec) if spec.kind == "flat" else None,
+        )
+    return built

@@ -104,6 +104,7 @@ def calibrate_frame(
         signal,
         read_noise_e=det.read_noise,
         flat=flat.data,
+        dark=dark.data if dark is not None else None,
         bias_err=bias.err,
         dark_err=dark.err if dark is not None else None,
         exptime=t,

@@ -22,13 +22,17 @@ import dask
 import numpy as np
 
 from astropipe.calibration.calibrate import BAD_FLAT, SATURATED
-from astropipe.calibration.combine import tile_rows_for
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.frames import discover
-from astropipe.calibration.masters import Master, build_master, detector_for
+from astropipe.calibration.masters import (
+    Master,
+    build_masters,
+    detector_for,
+    master_tile_rows,
+)
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec, SciencePlan, make_plan
 from astropipe.calibration.science import calibrate_frame, write_master, write_science
-from astropipe.compute import ComputeConfig, parse_bytes, scheduler
+from astropipe.compute import ComputeConfig, scheduler
 from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json
 from astropipe.provenance import inputs_digest, relpath, sha256_file
@@ -48,26 +52,8 @@ def plan_from_params(cfg: CalibrationConfig) -> tuple[CalibrationPlan, int]:
 
 
 def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
-    """Band height for a master: conf ``tile_rows`` or what fits in ``memory_limit``."""
-    if cfg.tile_rows is not None:
-        return cfg.tile_rows
-    import psutil
-
-    limit = parse_bytes(cfg.memory_limit)
-    used = psutil.Process().memory_info().rss
-    # Whatever the process already holds counts against the limit; keep a floor so a tiny
-    # limit still makes progress (one row per band at worst).
-    budget = max(limit - used, limit // 8)
-    if used > limit // 2:
-        log.warning(
-            "calibration.memory_limit=%s: the process already holds %.0f MB; combining %s in "
-            "small bands (raise the limit for speed)",
-            cfg.memory_limit,
-            used / 1e6,
-            spec.name,
-        )
-    shape = spec.frames[0].trimmed_shape
-    return tile_rows_for(len(spec.frames), shape, budget_bytes=budget, workers=workers)
+    """Band height for a master (see :func:`~astropipe.calibration.masters.master_tile_rows`)."""
+    return master_tile_rows(cfg, spec, workers)
 
 
 def _noise(data: np.ndarray) -> float:
@@ -136,7 +122,6 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
     inputs = {relpath(f.path): sha256_file(f.path) for m in plan.masters for f in m.frames} | {
         relpath(s.frame.path): sha256_file(s.frame.path) for s in plan.science
     }
-    built: dict[str, Master] = {}
     master_sha: dict[str, str] = {}
     metrics_masters: dict[str, Any] = {}
     metrics_science: dict[str, Any] = {}
@@ -145,29 +130,11 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
         atomic_dir(cfg.outputs.masters) as mdir,
         atomic_dir(cfg.outputs.science) as sdir,
     ):
-        for spec in plan.masters:
-            group_bias = next(
-                (m for m in built.values() if m.spec.kind == "bias" and m.spec.group == spec.group),
-                None,
-            )
-            group_dark = next(
-                (m for m in built.values() if m.spec.kind == "dark" and m.spec.group == spec.group),
-                None,
-            )
-            comb = {"bias": cfg.bias, "dark": cfg.dark, "flat": cfg.flat_combine}[spec.kind]
-            master = build_master(
-                spec,
-                comb,
-                detector=cfg.detector,
-                overscan=cfg.overscan,
-                tile_rows=tile_rows(cfg, spec, compute.workers),
-                in_flight=compute.workers,
-                bias=group_bias if spec.kind != "bias" else None,
-                dark=group_dark if spec.kind == "flat" else None,
-            )
+        built = build_masters(plan, cfg, workers=compute.workers)
+        for master in built.values():
+            spec = master.spec
             out = Path(mdir) / f"{spec.name}.fits"
             write_master(master, out, inputs={f.name: inputs[relpath(f.path)] for f in spec.frames})
-            built[spec.name] = master
             master_sha[spec.name] = sha256_file(out)
             metrics_masters[spec.name] = {
                 "kind": spec.kind,
