@@ -121,7 +121,7 @@ def create_store(
     enc: dict[str, dict[str, Any]] = {}
     data_vars: dict[str, Any] = {}
     coords: dict[str, Any] = {}
-    tchunk = min(chunks.time, max(n_times, 1))
+    tchunk = chunks.time  # from config only: the layout must not depend on the first batch
 
     def encoding(shape_chunks: tuple[int, ...], fill: Any) -> dict[str, Any]:
         e: dict[str, Any] = {
