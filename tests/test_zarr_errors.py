@@ -154,3 +154,14 @@ def test_committed_sample_is_what_the_generator_makes(tmp_path: Path) -> None:
         assert p.read_bytes() == (sample / p.name).read_bytes()
     real_sha = hashlib.sha256(REAL.read_bytes()).hexdigest()
     assert real_sha == "25a0ee2a7e7ad3ebf56f499d2c14041e9f3beb08cdf11d44d56ee71850bfb3d2"
+
+
+def test_rotated_grid_is_refused(tmp_path: Path) -> None:
+    """l/m are computed from CRPIX/CDELT alone, so a PC rotation must not pass silently."""
+    files = make_lwa(tmp_path / "in", n_times=1)
+    for f in files:
+        with fits.open(f, mode="update") as hdul:
+            hdul[0].header["PC1_2"] = 0.1
+            hdul[0].header["PC2_1"] = -0.1
+    with pytest.raises(InputFileError, match=r"PC1_2=0.1 rotates the pixel grid"):
+        run(params(tmp_path / "in", tmp_path / "out.zarr"), collection="lwa")

@@ -106,6 +106,7 @@ class LwaLayout(Layout):
                 )
             g = grid_of(header, (int(header["NAXIS2"]), int(header["NAXIS1"])))
             if grid is None:
+                _require_axis_aligned(g.wcs, path)  # the others must match this grid
                 grid, grid_file = g, relpath(path)
             else:
                 check_grid(grid, grid_file, g, relpath(path))
@@ -228,3 +229,19 @@ class LwaLayout(Layout):
             "l": ("l", l_, {"units": "1", "long_name": along.format(1, proj) + ", east (RA) +"}),
             "m": ("m", m, {"units": "1", "long_name": along.format(2, proj) + ", north (Dec) +"}),
         }
+
+
+def _require_axis_aligned(w: dict[str, Any], path: Path) -> None:
+    """l and m come from CRPIX/CDELT alone: refuse a rotated or skewed (PC/CD) pixel grid."""
+    for key, identity in (("PC1_1", 1.0), ("PC1_2", 0.0), ("PC2_1", 0.0), ("PC2_2", 1.0)):
+        value = w.get(key)
+        if value is not None and abs(float(value) - identity) > 1e-12:
+            raise InputFileError(
+                f"{path}: {key}={value} rotates the pixel grid; the lwa layout supports "
+                "axis-aligned images only (PC = identity, no CD matrix) — regrid the images first."
+            )
+    if any(w.get(k) is not None for k in ("CD1_1", "CD1_2", "CD2_1", "CD2_2")):
+        raise InputFileError(
+            f"{path}: a CD matrix is present; the lwa layout supports CDELT-only, "
+            "axis-aligned images — convert to CDELT/PC form or regrid first."
+        )
