@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup params repro test bench lint clean
+.PHONY: help setup lock params repro test bench lint clean
 
 help: ## List the targets with one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -16,8 +16,13 @@ help: ## List the targets with one line each
 setup: ## Create .venv and install astropipe (editable) with its test extras
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@$(BIN)/python -c "import astropipe; print('astropipe', astropipe.__version__, 'installed in $(VENV)')"
+
+lock: ## Re-resolve the newest allowed versions and pin them in constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade -e '.[test]'
+	{ head -3 constraints.txt; $(BIN)/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 params: ## Compose params.yaml from conf/ (as `dvc exp run` does)
 	$(BIN)/python -m astropipe.params
