@@ -15,7 +15,8 @@ from astropy.io import fits
 from astropipe.errors import InputFileError, MissingInputError
 from astropipe.io.tables import write_parquet
 from astropipe.lightcurve import to_lightcurve_table
-from astropipe.ztf.alerts import AlertCollector, decode_packet
+from astropipe.ztf.alerts import decode_packet
+from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.packets import Packet, iter_packets
 from astropipe.ztf.stage import _alert_lightcurves
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from astropipe.errors import InputFileError
-from astropipe.ztf.alerts import AlertCollector, decode_packet
+from astropipe.ztf.alerts import decode_packet
+from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.packets import Packet
 
 __all__ = ["AlertIngest", "process_batch", "ingest_packets", "BATCH_SIZE"]

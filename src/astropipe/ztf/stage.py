@@ -30,7 +30,7 @@ from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json, write_parquet
 from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
 from astropipe.provenance import provenance
-from astropipe.ztf.alerts import AlertCollector
+from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.config import ZtfConfig
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
 from astropipe.ztf.packets import iter_packets
