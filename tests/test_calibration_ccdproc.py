@@ -233,8 +233,9 @@ def test_sigma_clipped_combine_equals_ccdproc(method, cenfunc):
     assert count.min() < 11  # something was clipped
 
 
+@pytest.mark.parametrize("cenfunc", ["median", "mean"])
 @pytest.mark.parametrize("maxiters", [2, 5])
-def test_iterative_clipping_matches_astropy_sigma_clip(maxiters):
+def test_iterative_clipping_matches_astropy_sigma_clip(maxiters, cenfunc):
     from astropy.stats import sigma_clip
 
     rng = np.random.default_rng(5)
@@ -246,14 +247,20 @@ def test_iterative_clipping_matches_astropy_sigma_clip(maxiters):
         sigma_upper=2,
         axis=0,
         maxiters=maxiters,
-        cenfunc="median",
+        cenfunc=cenfunc,
         stdfunc="std",
         masked=True,
     )
-    cfg = CombineConfig("average", ClipConfig(enabled=True, low=2, high=2, maxiters=maxiters))
-    value, _, count = combine_stack(stack, cfg)
-    np.testing.assert_array_equal(count, (~clipped.mask).sum(axis=0))
-    assert_close(value, clipped.mean(axis=0).data)
+    clip = ClipConfig(enabled=True, low=2, high=2, cenfunc=cenfunc, maxiters=maxiters)
+    for method in ("average", "median"):
+        value, err, count = combine_stack(stack, CombineConfig(method, clip))
+        np.testing.assert_array_equal(count, (~clipped.mask).sum(axis=0))
+        kept = count.astype(np.float64)
+        if method == "average":
+            assert_close(value, clipped.mean(axis=0).data)
+            assert_close(err, clipped.std(axis=0).data / np.sqrt(kept))
+        else:
+            assert_close(value, np.ma.median(clipped, axis=0).data)
 
 
 def test_tiled_combine_equals_whole_stack():

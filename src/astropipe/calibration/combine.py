@@ -72,78 +72,97 @@ class CombineConfig:
 _CHUNK_PIXELS = 4096
 
 
-def _pick(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``a[index[j], j]`` for every column ``j``."""
-    return a[index, np.arange(a.shape[1])]
+def _window_stats(
+    s: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, sums: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, mean and population std of each column's sorted window ``[lo, hi)``.
 
-
-def _window_sums(
-    d: np.ndarray,
-    d2: np.ndarray,
-    total: tuple[np.ndarray, np.ndarray],
-    lo: np.ndarray,
-    hi: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sums of ``d`` and ``d2`` over each column's window ``[lo, hi)``.
-
-    The whole-column totals minus the clipped prefix and suffix: clipping removes few values,
-    so this loops over a handful of rows instead of summing the window again.
+    ``sums=False`` skips the mean and std (returned as the median). Deviations from the
+    window's median keep the variance free of cancellation (values ~1e4, spreads ~1).
     """
-    n = d.shape[0]
-    s1, s2 = total[0].copy(), total[1].copy()
-    for k in range(int(lo.max(initial=0))):
-        drop = k < lo
-        s1 -= np.where(drop, d[k], 0.0)
-        s2 -= np.where(drop, d2[k], 0.0)
-    for k in range(int(hi.min(initial=n)), n):
-        drop = k >= hi
-        s1 -= np.where(drop, d[k], 0.0)
-        s2 -= np.where(drop, d2[k], 0.0)
-    return s1, s2
+    n = s.shape[0]
+    count = hi - lo
+    a = np.clip(lo + (count - 1) // 2, 0, n - 1)
+    b = np.clip(lo + count // 2, 0, n - 1)
+    cols = np.arange(s.shape[1])
+    median = 0.5 * (s[a, cols] + s[b, cols])
+    if not sums:
+        return median, median, median
+    rank = np.arange(n)[:, None]
+    d = np.where((rank >= lo) & (rank < hi), s - median, 0.0)
+    safe = np.maximum(count, 1)
+    mean_dev = d.sum(axis=0) / safe
+    var = np.maximum(np.einsum("ij,ij->j", d, d) / safe - mean_dev * mean_dev, 0.0)
+    return median, median + mean_dev, np.sqrt(var)
+
+
+def _clip_bounds(
+    s: np.ndarray, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count(s < lower)`` and ``count(s <= upper)`` per column of the sorted ``s``.
+
+    Columns are sorted, so values below ``lower`` are a prefix and values above ``upper`` a
+    suffix: the rows are scanned from each end and the scan stops at the first row where no
+    column clips, a handful of rows instead of all ``n``.
+    """
+    n = s.shape[0]
+    below = np.zeros(s.shape[1], dtype=np.int64)
+    for k in range(n):
+        hit = s[k] < lower
+        if not hit.any():
+            break
+        below += hit
+    above = np.zeros(s.shape[1], dtype=np.int64)
+    for k in range(n - 1, -1, -1):
+        hit = s[k] > upper
+        if not hit.any():
+            break
+        above += hit
+    return below, n - above
 
 
 def _combine_sorted(s: np.ndarray, cfg: CombineConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Combine ``s`` (n × pixels, C-contiguous), each column sorted ascending."""
+    """Combine ``s`` (n × pixels, C-contiguous), each column sorted ascending.
+
+    The statistics of the whole columns come from one pass of sums; each clipping iteration
+    then recomputes them only for the columns whose window changed (a column whose window did
+    not change keeps its bounds, so it has converged), which are few.
+    """
     n, npix = s.shape
     lo = np.zeros(npix, dtype=np.int64)
     hi = np.full(npix, n, dtype=np.int64)
-    ref = 0.5 * (s[(n - 1) // 2] + s[n // 2])
-    need_sums = cfg.clip.enabled or cfg.method == "average"
-    if need_sums:
-        # Deviations from the median keep the variance free of cancellation (values ~1e4,
-        # spreads ~1).
-        d = s - ref
-        d2 = d * d
-        total = (d.sum(axis=0), d2.sum(axis=0))
-
-    def stats(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
-        count = hi - lo
-        safe = np.maximum(count, 1)
-        a = np.clip(lo + (count - 1) // 2, 0, n - 1)
-        b = np.clip(lo + count // 2, 0, n - 1)
-        median = 0.5 * (_pick(s, a) + _pick(s, b))
-        if not need_sums:
-            return median, median, count, median
-        w1, w2 = _window_sums(d, d2, total, lo, hi)
-        mean_dev = w1 / safe
-        var = np.maximum(w2 / safe - mean_dev * mean_dev, 0.0)
-        return ref + mean_dev, np.sqrt(var), count, median
-
+    median = 0.5 * (s[(n - 1) // 2] + s[n // 2])
     clip = cfg.clip
+    need_std = clip.enabled or cfg.method == "average"
+    if need_std:
+        # Deviations from the median keep the variance free of cancellation.
+        d = s - median
+        mean_dev = d.sum(axis=0) / n
+        var = np.maximum(np.einsum("ij,ij->j", d, d) / n - mean_dev * mean_dev, 0.0)
+        del d
+        mean, std = median + mean_dev, np.sqrt(var)
+    else:
+        mean = std = median
     if clip.enabled:
+        median, mean, std = median.copy(), mean.copy(), std.copy()
+        active: np.ndarray | None = None  # None: every column
         for _ in range(max(int(clip.maxiters), 1)):
-            mean, std, _count, median = stats(lo, hi)
-            center = median if clip.cenfunc == "median" else mean
-            lower = center - clip.low * std
-            upper = center + clip.high * std
-            # Columns are sorted: values below ``lower`` are a prefix, above ``upper`` a suffix.
-            new_lo = np.maximum(lo, np.count_nonzero(s < lower, axis=0))
-            new_hi = np.maximum(np.minimum(hi, np.count_nonzero(s <= upper, axis=0)), new_lo)
-            changed = bool(np.any(new_lo != lo) or np.any(new_hi != hi))
-            lo, hi = new_lo, new_hi
-            if not changed:
+            sub = s if active is None else s[:, active]
+            sel = slice(None) if active is None else active
+            center = median[sel] if clip.cenfunc == "median" else mean[sel]
+            new_lo, new_hi = _clip_bounds(
+                sub, center - clip.low * std[sel], center + clip.high * std[sel]
+            )
+            new_lo = np.maximum(lo[sel], new_lo)
+            new_hi = np.maximum(np.minimum(hi[sel], new_hi), new_lo)
+            changed = (new_lo != lo[sel]) | (new_hi != hi[sel])
+            lo[sel], hi[sel] = new_lo, new_hi
+            if not changed.any():
                 break
-    mean, std, count, median = stats(lo, hi)
+            active = np.flatnonzero(changed) if active is None else active[changed]
+            m, mu, sd = _window_stats(s[:, active], lo[active], hi[active], sums=need_std)
+            median[active], mean[active], std[active] = m, mu, sd
+    count = hi - lo
     safe = np.sqrt(np.maximum(count, 1))
     if cfg.method == "median":
         value, error = median, _MAD_TO_STD * _window_mad(s, lo, hi, median) / safe
@@ -202,12 +221,20 @@ def combine_stack(
         median absolute deviation over sqrt(count) for ``median``); the number of values kept.
     """
     n, rows, cols = stack.shape
-    flat = np.asarray(stack).reshape(n, -1)
     value = np.empty(rows * cols)
     error = np.empty(rows * cols)
     count = np.empty(rows * cols, dtype=np.int64)
-    for p0 in range(0, rows * cols, _CHUNK_PIXELS):
-        p1 = min(p0 + _CHUNK_PIXELS, rows * cols)
+    _combine_into(np.asarray(stack).reshape(n, -1), cfg, value, error, count)
+    return value.reshape(rows, cols), error.reshape(rows, cols), count.reshape(rows, cols)
+
+
+def _combine_into(
+    flat: np.ndarray, cfg: CombineConfig, value: np.ndarray, error: np.ndarray, count: np.ndarray
+) -> None:
+    """Combine ``flat`` (n × pixels; rows need not be adjacent) into the 1-D outputs given."""
+    n, npix = flat.shape
+    for p0 in range(0, npix, _CHUNK_PIXELS):
+        p1 = min(p0 + _CHUNK_PIXELS, npix)
         # Sort pixel-major (SIMD sort of short contiguous rows), then combine frame-major so
         # the reductions over frames run along long contiguous rows.
         s = np.ascontiguousarray(flat[:, p0:p1].T, dtype=np.float64)
@@ -218,13 +245,17 @@ def combine_stack(
             continue
         s = np.ascontiguousarray(s.T)
         value[p0:p1], error[p0:p1], count[p0:p1] = _combine_sorted(s, cfg)
-    return value.reshape(rows, cols), error.reshape(rows, cols), count.reshape(rows, cols)
+
+
+#: Largest stack of one band (n frames × rows × cols float64) that :func:`tile_rows_for` picks.
+_BAND_BYTES = 64 * 2**20
 
 
 def tile_rows_for(
     n_frames: int, shape: tuple[int, int], *, budget_bytes: int, workers: int = 1
 ) -> int:
-    """Rows per band so that the outputs and ``workers`` bands in flight fit in ``budget_bytes``.
+    """Rows per band so that the outputs and ``workers`` bands in flight fit in ``budget_bytes``,
+    each band's stack at most 64 MB.
 
     A band in flight holds its stack (``n_frames`` float64 rows), about four float64 rows of
     one frame being read and prepared, its float32/int16 results, and the per-chunk
@@ -235,7 +266,11 @@ def tile_rows_for(
     chunk = 8 * (n_frames + 1) * _CHUNK_PIXELS * 8
     fixed = 10 * rows * cols + workers * chunk
     per_row = workers * ((n_frames + 4) * cols * 8 + 10 * cols)
-    return int(max(1, min(rows, (budget_bytes - fixed) // per_row)))
+    fit = (budget_bytes - fixed) // per_row
+    # Taller bands are no faster: past a few tens of MB a stack only costs first-touch page
+    # faults (~1 ms per MB on the development VM).
+    cap = _BAND_BYTES // (n_frames * cols * 8)
+    return int(max(1, min(rows, fit, cap)))
 
 
 def combine_tiled(
@@ -280,20 +315,34 @@ def combine_tiled(
         tile_rows,
     )
 
+    # Stacks are reused from band to band (at most ``in_flight`` exist): a fresh 100 MB array
+    # per band costs its page faults again. list.pop/append are atomic, so threads can share it.
+    free: list[np.ndarray] = []
+
     def band(r0: int, r1: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        stack = np.empty((len(loaders), r1 - r0, cols), dtype=np.float64)
+        try:
+            buf = free.pop()
+        except IndexError:
+            buf = np.empty((len(loaders), min(tile_rows, rows) * cols), dtype=np.float64)
+        stack = buf[:, : (r1 - r0) * cols]
         for i, load in enumerate(loaders):
-            stack[i] = load(r0, r1)
-        v, e, c = combine_stack(stack, cfg)
-        return r0, v.astype(np.float32), e.astype(np.float32), c.astype(np.int16)
+            stack[i].reshape(r1 - r0, cols)[...] = load(r0, r1)
+        v = np.empty((r1 - r0, cols), dtype=np.float32)
+        e = np.empty((r1 - r0, cols), dtype=np.float32)
+        c = np.empty((r1 - r0, cols), dtype=np.int16)
+        _combine_into(stack, cfg, v.reshape(-1), e.reshape(-1), c.reshape(-1))
+        free.append(buf)
+        return r0, v, e, c
 
     value = np.empty(shape, dtype=np.float32)
     error = np.empty(shape, dtype=np.float32)
     count = np.empty(shape, dtype=np.int16)
     step = max(int(in_flight), 1)
+    # Explicit task names: dask would otherwise tokenize (cloudpickle) the closure per task.
+    task = dask.delayed(band, name=f"combine-band-{id(band):x}")
     for i in range(0, len(bands), step):
-        tasks = [dask.delayed(band, pure=True)(r0, r1) for r0, r1 in bands[i : i + step]]
-        for r0, v, e, c in dask.compute(*tasks):
+        batch = [task(r0, r1, dask_key_name=f"{task.key}-{r0}") for r0, r1 in bands[i : i + step]]
+        for r0, v, e, c in dask.compute(*batch):
             value[r0 : r0 + v.shape[0]] = v
             error[r0 : r0 + v.shape[0]] = e
             count[r0 : r0 + v.shape[0]] = c
