@@ -1,4 +1,7 @@
-"""The validate stage on small synthetic tables: good tables pass, each broken one fails by name."""
+"""The validate stage on small synthetic tables: good tables pass, each broken one fails by name.
+
+The frames and cubes contracts are tested in test_validation_images.py.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +45,11 @@ def gx_context() -> Any:
 
 @pytest.fixture(scope="session")
 def params() -> dict[str, Any]:
-    """The repository's composed params (the validation section is the one under test)."""
-    return load_params(ROOT / "params.yaml")
+    """The repository's composed params, tables only (frames and cubes: test_validation_images)."""
+    p = load_params(ROOT / "params.yaml")
+    p["validation"].pop("frames", None)
+    p["validation"].pop("cubes", None)
+    return p
 
 
 def lightcurves() -> pd.DataFrame:

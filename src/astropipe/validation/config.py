@@ -9,10 +9,22 @@ from typing import Any
 from astropipe.config import from_mapping
 from astropipe.errors import ConfigError
 
-__all__ = ["TableConfig", "RangesConfig", "ValidationOutputs", "ValidationConfig", "TABLES"]
+__all__ = [
+    "TableConfig",
+    "RangesConfig",
+    "FramesConfig",
+    "CubeCollectionConfig",
+    "CubesConfig",
+    "ValidationOutputs",
+    "ValidationConfig",
+    "TABLES",
+    "ARTIFACTS",
+]
 
 #: The tables with a contract, in validation (and report) order.
 TABLES = ("alerts", "lightcurves", "features")
+#: The image artifacts with a contract (summarised one row per frame / cube step), in order.
+ARTIFACTS = ("frames", "cubes")
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,56 @@ class RangesConfig:
         return self
 
 
+def _fraction(value: float, where: str) -> float:
+    if not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{where}: {value} is not a fraction in [0, 1].")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    """Calibrated FITS frames (calibrate_images): where they are and the contract thresholds."""
+
+    science: str
+    masters: str
+    build: str
+    pattern: str = "*.fits"
+    min_finite_fraction: float = 1.0
+    min_err_positive_fraction: float = 1.0
+    filters: list[str] = field(default_factory=lambda: ["U", "B", "V", "R", "I"])
+    mjd: list[float] = field(default_factory=lambda: [40587.0, 88069.0])
+
+    def validate(self) -> FramesConfig:
+        """Check the fractions, the filter list and the MJD range; return self."""
+        _fraction(self.min_finite_fraction, "validation.frames.min_finite_fraction")
+        _fraction(self.min_err_positive_fraction, "validation.frames.min_err_positive_fraction")
+        if not self.filters:
+            raise ConfigError("validation.frames.filters: list at least one filter name.")
+        if len(self.mjd) != 2 or not self.mjd[0] < self.mjd[1]:
+            raise ConfigError(
+                f"validation.frames.mjd: expected [min, max] with min < max, found {self.mjd}."
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class CubeCollectionConfig:
+    """One Zarr store (fits_to_zarr collection) and the input files it must record."""
+
+    path: str
+    input_dir: str
+    glob: str
+    build: str
+    min_finite_fraction: float = 1.0
+
+
+@dataclass(frozen=True)
+class CubesConfig:
+    """The Zarr stores to validate, in order."""
+
+    collections: dict[str, CubeCollectionConfig] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ValidationOutputs:
     """Where the validate stage writes."""
@@ -61,6 +123,8 @@ class ValidationConfig:
     """The whole ``validation`` section."""
 
     tables: dict[str, TableConfig] = field(default_factory=dict)
+    frames: FramesConfig | None = None
+    cubes: CubesConfig | None = None
     ranges: RangesConfig = field(default_factory=RangesConfig)
     outputs: ValidationOutputs = field(default_factory=ValidationOutputs)
     fail_on_error: bool = True
@@ -92,8 +156,37 @@ class ValidationConfig:
                         f"validation.tables.{name}.completeness.{col}: {frac} is not a fraction "
                         "in [0, 1]."
                     )
+        cubes_raw = raw.pop("cubes", None)
         cfg = from_mapping(cls, raw, where="validation")
         cfg.ranges.validate()
+        if cfg.frames is not None:
+            cfg.frames.validate()
         return ValidationConfig(
-            tables=tables, ranges=cfg.ranges, outputs=cfg.outputs, fail_on_error=cfg.fail_on_error
+            tables=tables,
+            frames=cfg.frames,
+            cubes=_cubes(cubes_raw),
+            ranges=cfg.ranges,
+            outputs=cfg.outputs,
+            fail_on_error=cfg.fail_on_error,
         )
+
+
+def _cubes(raw: Mapping[str, Any] | None) -> CubesConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"validation.cubes: expected a mapping, found {raw!r}.")
+    unknown = sorted(set(raw) - {"collections"})
+    if unknown:
+        raise ConfigError(
+            f"validation.cubes: unknown key(s) {unknown}; valid keys are ['collections']."
+        )
+    collections = {}
+    for name, item in (raw.get("collections") or {}).items():
+        where = f"validation.cubes.collections.{name}"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, found {item!r}.")
+        coll = from_mapping(CubeCollectionConfig, item, where=where)
+        _fraction(coll.min_finite_fraction, f"{where}.min_finite_fraction")
+        collections[str(name)] = coll
+    return CubesConfig(collections=collections)

@@ -88,8 +88,14 @@ def failure_line(reports: Sequence[TableReport], *, summary_path: str | None = N
         return None
     r, o = failed[0]
     col = f"column {o.column!r}" if o.column else "the table"
+    # Name the offending artifact (a file, a cube step) when the contract labels its rows.
+    items = o.observed.get("unexpected_items")
+    where = items[0] if items else r.path
+    more = int(o.observed.get("unexpected_count") or 0) - 1 if items else 0
+    if more > 0:
+        where += f" (and {more} more)"
     line = (
-        f"{r.path}: table {r.table!r}, {col}: {o.expectation} failed ({o.rule}): "
+        f"{where}: table {r.table!r}, {col}: {o.expectation} failed ({o.rule}): "
         f"{_short(o.observed)}"
     )
     if len(failed) > 1:

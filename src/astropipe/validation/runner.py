@@ -139,7 +139,9 @@ def _exception_message(info: Any) -> str | None:
     return None
 
 
-def _observed(result: dict[str, Any], error: str | None) -> dict[str, Any]:
+def _observed(
+    result: dict[str, Any], error: str | None, *, key: str | None = None
+) -> dict[str, Any]:
     if error is not None:
         return {"error": error}
     out: dict[str, Any] = {}
@@ -154,6 +156,9 @@ def _observed(result: dict[str, Any], error: str | None) -> dict[str, Any]:
         if result["unexpected_count"]:
             partial = result.get("partial_unexpected_list") or []
             out["unexpected_examples"] = _plain(list(partial)[:PARTIAL_COUNT])
+            rows = result.get("partial_unexpected_index_list") or []
+            if key is not None and rows:
+                out["unexpected_items"] = [str(row[key]) for row in rows[:PARTIAL_COUNT]]
     details = result.get("details")
     if details and "mismatched" in details:
         out["mismatched"] = _plain(details["mismatched"])
@@ -165,6 +170,8 @@ def _column_of(kwargs: dict[str, Any]) -> str | None:
         return str(kwargs["column"])
     if kwargs.get("column_list"):
         return ",".join(kwargs["column_list"])
+    if kwargs.get("column_A") is not None:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
     return None
 
 
@@ -174,10 +181,13 @@ def validate_frame(
     """Validate a DataFrame against ``contract`` and reduce the GX result to a report."""
     context = context or make_context()
     batch = _batch_definition(context, contract.table).get_batch(batch_parameters={"dataframe": df})
-    result = batch.validate(
-        build_suite(contract),
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": PARTIAL_COUNT},
-    )
+    result_format: dict[str, Any] = {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": PARTIAL_COUNT,
+    }
+    if contract.key is not None:  # name the offending rows (files, cube steps) too
+        result_format["unexpected_index_column_names"] = [contract.key]
+    result = batch.validate(build_suite(contract), result_format=result_format)
     outcomes = []
     for r in result.results:
         cfg = r.expectation_config
@@ -189,7 +199,7 @@ def validate_frame(
                 column=_column_of(cfg.kwargs),
                 rule=str(cfg.meta["rule"]),
                 success=bool(r.success) and error is None,
-                observed=_observed(dict(r.result or {}), error),
+                observed=_observed(dict(r.result or {}), error, key=contract.key),
             )
         )
     outcomes.sort(key=lambda o: o.order)

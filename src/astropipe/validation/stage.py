@@ -1,11 +1,16 @@
-"""The ``validate`` stage: run every table's data contract, write the summary and data docs.
+"""The ``validate`` stage: run every data contract, write the summary and data docs.
 
-Order of work: check that every configured table exists (a missing one is an error naming the
-file and the command that builds it, before anything is written); validate each table; write
-the Markdown data docs and ``summary.json``; only then, if a contract failed and
-``validation.fail_on_error`` is true, raise :class:`~astropipe.errors.ValidationFailed` with one
-line naming the table, the column and the expectation — so the failure is visible in
-``dvc metrics show``.
+Contracts: the three ZTF tables (alerts, lightcurves, features), then ``frames`` (one row per
+calibrated FITS frame and master, calibrate_images) and ``cubes`` (one row per Zarr store time
+step and frequency, fits_to_zarr), each a small summary table built one frame / step at a time.
+
+Order of work: check that every configured table, frame directory and store exists (a missing
+one is an error naming the path and the command that builds it, before anything is written);
+validate each contract; write the Markdown data docs and ``summary.json``; only then, if a
+contract failed and ``validation.fail_on_error`` is true, raise
+:class:`~astropipe.errors.ValidationFailed` with one line naming the artifact (the table, or the
+first offending frame file or cube step), the column and the expectation — so the failure is
+visible in ``dvc metrics show``.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import Any
 from astropipe.errors import MissingInputError, ValidationFailed
 from astropipe.provenance import sha256_file
 from astropipe.validation.config import TABLES, ValidationConfig
+from astropipe.validation.cubes import cubes_contract, cubes_table
+from astropipe.validation.frames import frames_contract, frames_table
 from astropipe.validation.report import failure_line, summarize, write_docs, write_summary
-from astropipe.validation.runner import TableReport, make_context, validate_file
+from astropipe.validation.runner import TableReport, make_context, validate_file, validate_frame
 from astropipe.validation.suites import contract_for
 
 __all__ = ["run"]
@@ -28,13 +35,28 @@ log = logging.getLogger(__name__)
 
 
 def _check_inputs(cfg: ValidationConfig) -> None:
-    missing = [(name, t) for name, t in cfg.tables.items() if not Path(t.path).is_file()]
+    missing = [
+        (path, f"table {name!r}", t.build)
+        for name, t in cfg.tables.items()
+        if not Path(path := t.path).is_file()
+    ]
+    if cfg.frames is not None:
+        f = cfg.frames
+        missing += [
+            (d, f"frames directory ({role})", f.build)
+            for role, d in (("masters", f.masters), ("science", f.science))
+            if not Path(d).is_dir()
+        ]
+    if cfg.cubes is not None:
+        missing += [
+            (c.path, f"cube {name!r}", c.build)
+            for name, c in cfg.cubes.collections.items()
+            if not Path(c.path).is_dir()
+        ]
     if missing:
-        name, t = missing[0]
-        more = f" (and {len(missing) - 1} more missing table(s))" if len(missing) > 1 else ""
-        raise MissingInputError(
-            f"{t.path}: table {name!r} not found{more}; build it with `{t.build}`."
-        )
+        path, what, build = missing[0]
+        more = f" (and {len(missing) - 1} more missing input(s))" if len(missing) > 1 else ""
+        raise MissingInputError(f"{path}: {what} not found{more}; build it with `{build}`.")
 
 
 def run(
@@ -44,7 +66,7 @@ def run(
     context: Any | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Validate the tables configured under ``validation`` and return the summary.
+    """Validate the tables, frames and cubes configured under ``validation``; return the summary.
 
     Parameters
     ----------
@@ -64,7 +86,8 @@ def run(
     Raises
     ------
     MissingInputError
-        A configured table does not exist; the message names the command that builds it.
+        A configured table, frame directory or store does not exist; the message names the
+        command that builds it.
     ValidationFailed
         A contract failed and ``fail_on_error`` is true (raised after writing the outputs).
     """
@@ -81,6 +104,14 @@ def run(
         contract = contract_for(name, tcfg, cfg.ranges)
         reports.append(validate_file(tcfg.path, contract, context=context))
         hashes[name] = sha256_file(tcfg.path)
+    if cfg.frames is not None:
+        where = f"{Path(cfg.frames.masters).as_posix()}, {Path(cfg.frames.science).as_posix()}"
+        df = frames_table(cfg.frames)
+        reports.append(validate_frame(df, frames_contract(cfg.frames), path=where, context=context))
+    if cfg.cubes is not None:
+        where = ", ".join(Path(c.path).as_posix() for c in cfg.cubes.collections.values())
+        df = cubes_table(cfg.cubes)
+        reports.append(validate_frame(df, cubes_contract(cfg.cubes), path=where, context=context))
     summary = summarize(reports)
     line = failure_line(reports, summary_path=cfg.outputs.summary)
     if dry_run:

@@ -107,6 +107,8 @@ class Rule:
             return str(self.kwargs["column"])
         if "column_list" in self.kwargs:
             return ",".join(self.kwargs["column_list"])
+        if "column_A" in self.kwargs:
+            return f"{self.kwargs['column_A']},{self.kwargs['column_B']}"
         return None
 
     def expectation(self, **meta: Any) -> gxe.Expectation:
@@ -116,11 +118,15 @@ class Rule:
 
 @dataclass(frozen=True)
 class Contract:
-    """A table's data contract: required columns (→ accepted dtypes) and ordered rules."""
+    """A table's data contract: required columns (→ accepted dtypes) and ordered rules.
+
+    ``key`` names the column that labels a row (a file, a cube step) in failure reports.
+    """
 
     table: str
     columns: Mapping[str, tuple[str, ...]]
     rules: tuple[Rule, ...]
+    key: str | None = None
 
 
 def _fmt(x: float) -> str:

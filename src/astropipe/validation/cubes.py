@@ -1,0 +1,186 @@
+"""The ``cubes`` contract: one summary row per Zarr store time step (and frequency), fits_to_zarr.
+
+Each store is opened lazily with xarray (``consolidated=False``, times as raw MJD). The small
+per-step variables (time, ``step_complete``, ``BMAJ``/``BMIN``, ``exposure``) are read whole;
+the image (``SKY`` for lwa, ``SCI`` for ccd) is reduced one time step at a time with dask, so
+only one chunk at a time is in memory. The finite fraction counts pixels where ``ra`` is finite
+(inside the horizon of an all-sky image; every pixel when the store has no ``ra``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import great_expectations.expectations as gxe
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from astropipe.errors import InputFileError
+from astropipe.validation.config import CubeCollectionConfig, CubesConfig
+from astropipe.validation.suites import Contract, Rule, _unique
+
+__all__ = ["CUBE_COLUMNS", "IMAGE_VARS", "cube_rows", "cubes_table", "cubes_contract"]
+
+log = logging.getLogger(__name__)
+
+#: The image variable of each store kind (``attrs["astropipe"]["layout"]["kind"]``).
+IMAGE_VARS = {"lwa": "SKY", "ccd": "SCI"}
+
+#: Columns of the summary table, in order.
+CUBE_COLUMNS: tuple[str, ...] = (
+    "item",
+    "collection",
+    "kind",
+    "time_index",
+    "frequency",
+    "time",
+    "time_step",
+    "step_complete",
+    "finite_fraction",
+    "min_finite_fraction",
+    "bmaj",
+    "bmin",
+    "exposure",
+    "inputs_recorded",
+    "inputs_expected",
+)
+
+
+def _open(path: Path) -> xr.Dataset:
+    try:
+        return xr.open_zarr(path, consolidated=False, decode_times=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputFileError(
+            f"{path}: not a readable Zarr store ({str(exc).splitlines()[0]}); rebuild it with "
+            "`dvc repro fits_to_zarr` (zarr.rebuild=true) or fetch it with dvc pull."
+        ) from exc
+
+
+def _per_time(ds: xr.Dataset, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name not in ds:
+        return np.full(shape, np.nan)
+    return np.asarray(ds[name].values, dtype="float64").reshape(shape)
+
+
+def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
+    """Summarise one store: a row per time step (lwa: per time step and frequency)."""
+    path = Path(cfg.path)
+    ds = _open(path)
+    manifest = ds.attrs.get("astropipe", {})
+    kind = str(manifest.get("layout", {}).get("kind", name))
+    image = ds[IMAGE_VARS.get(kind, "SCI")]
+    recorded = sum(len(step.get("files", {})) for step in manifest.get("timesteps", []))
+    root = Path(cfg.input_dir)
+    expected = sum(1 for p in root.glob(cfg.glob) if p.is_file()) if root.is_dir() else 0
+    times = np.asarray(ds["time"].values, dtype="float64")
+    nt = times.size
+    freqs = np.asarray(ds["frequency"].values, dtype="float64") if "frequency" in ds.dims else None
+    nf = 1 if freqs is None else freqs.size
+    complete = _per_time(ds, "step_complete", (nt,))
+    bmaj = _per_time(ds, "BMAJ", (nt, nf))
+    bmin = _per_time(ds, "BMIN", (nt, nf))
+    exposure = _per_time(ds, "exposure", (nt,))
+    sky = [d for d in image.dims if d not in ("time", "frequency")]
+    inside = np.isfinite(ds["ra"]) if "ra" in ds.coords else True  # aligned by dim names
+    ones = xr.ones_like(image.isel(time=0), dtype=bool) if nt else None
+    total = (ones & inside).sum(dim=sky).values.reshape(nf) if nt else None
+    rows = []
+    for t in range(nt):
+        step = image.isel(time=t)  # lazy: reduced chunk by chunk below
+        count = (np.isfinite(step) & inside).sum(dim=sky).values.reshape(nf)
+        for f in range(nf):
+            label = f"{path.as_posix()}[time={t}" + (
+                f",frequency={freqs[f]:g}]" if freqs is not None else "]"
+            )
+            rows.append(
+                {
+                    "item": label,
+                    "collection": name,
+                    "kind": kind,
+                    "time_index": t,
+                    "frequency": np.nan if freqs is None else freqs[f],
+                    "time": times[t],
+                    "time_step": times[t] - times[t - 1] if t else np.nan,
+                    "step_complete": complete[t],
+                    "finite_fraction": count[f] / total[f] if total[f] else np.nan,
+                    "min_finite_fraction": cfg.min_finite_fraction,
+                    "bmaj": bmaj[t, f],
+                    "bmin": bmin[t, f],
+                    "exposure": exposure[t],
+                    "inputs_recorded": recorded,
+                    "inputs_expected": expected,
+                }
+            )
+    log.info("cubes: %s, %d time steps x %d frequencies summarised", path, nt, nf)
+    return rows
+
+
+def cubes_table(cfg: CubesConfig) -> pd.DataFrame:
+    """The summary rows of every configured store, in configuration order."""
+    rows = [row for name, coll in cfg.collections.items() for row in cube_rows(name, coll)]
+    df = pd.DataFrame(rows, columns=list(CUBE_COLUMNS))
+    for col in CUBE_COLUMNS[4:]:
+        df[col] = df[col].astype("float64")
+    return df
+
+
+def _gt(col: str, lo: float, text: str) -> Rule:
+    kwargs = {"column": col, "min_value": lo, "strict_min": True}
+    return Rule(gxe.ExpectColumnValuesToBeBetween, kwargs, text)
+
+
+def cubes_contract(cfg: CubesConfig) -> Contract:
+    """Contract of the cubes summary: complete, increasing, finite steps; beams; inputs."""
+    del cfg  # thresholds are per store, carried in the table (min_finite_fraction)
+    rules = [Rule(gxe.ExpectTableRowCountToBeBetween, {"min_value": 1}, "at least one time step")]
+    rules += [
+        Rule(gxe.ExpectColumnToExist, {"column": c}, f"column {c} exists") for c in CUBE_COLUMNS
+    ]
+    rules += [
+        _unique(["collection", "time_index", "frequency"]),
+        _unique(["collection", "time", "frequency"]),
+        _gt("time_step", 0.0, "time (MJD) strictly increasing along each store (time_step > 0)"),
+        Rule(
+            gxe.ExpectColumnValuesToBeInSet,
+            {"column": "step_complete", "value_set": [1.0]},
+            "step_complete is 1 (every array of the step on disk)",
+        ),
+        Rule(gxe.ExpectColumnValuesToNotBeNull, {"column": "time"}, "time (MJD) present"),
+        Rule(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+            {
+                "column_A": "finite_fraction",
+                "column_B": "min_finite_fraction",
+                "or_equal": True,
+                "ignore_row_if": "neither",
+            },
+            "finite fraction of the image (where ra is finite) >= the store's threshold",
+        ),
+        _gt("frequency", 0.0, "frequency > 0 Hz (nulls ignored: ccd)"),
+        _gt("bmaj", 0.0, "BMAJ > 0 deg (nulls ignored)"),
+        _gt("bmin", 0.0, "BMIN > 0 deg (nulls ignored)"),
+        Rule(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+            {
+                "column_A": "bmaj",
+                "column_B": "bmin",
+                "or_equal": True,
+                "ignore_row_if": "either_value_is_missing",
+            },
+            "BMAJ >= BMIN",
+        ),
+        _gt("exposure", 0.0, "exposure > 0 s (nulls ignored: lwa)"),
+        Rule(
+            gxe.ExpectColumnPairValuesToBeEqual,
+            {
+                "column_A": "inputs_recorded",
+                "column_B": "inputs_expected",
+                "ignore_row_if": "neither",
+            },
+            "input checksums recorded in the store = input files matching the collection's glob",
+        ),
+    ]
+    return Contract("cubes", dict.fromkeys(CUBE_COLUMNS, ()), tuple(rules), key="item")
