@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,12 @@ from astropy.io import fits
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 from astropipe.config import load_params  # noqa: E402
-from astropipe.errors import MissingInputError, ValidationFailed  # noqa: E402
+from astropipe.errors import (  # noqa: E402
+    ConfigError,
+    InputFileError,
+    MissingInputError,
+    ValidationFailed,
+)
 from astropipe.provenance import sha256_file  # noqa: E402
 from astropipe.validation.runner import make_context  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
@@ -348,8 +354,6 @@ def test_err_fraction_and_observed_values_are_exact(
 def test_missing_store_names_the_build_command(
     workdir: Path, params: dict[str, Any], gx_context: Any
 ) -> None:
-    import shutil
-
     shutil.rmtree(_paths(params)["ccd"])
     with pytest.raises(MissingInputError) as info:
         run(params, context=gx_context)
@@ -357,6 +361,44 @@ def test_missing_store_names_the_build_command(
         "data/processed/zarr/ccd.zarr: cube 'ccd' not found; build it with "
         "`dvc repro fits_to_zarr@ccd`."
     )
+
+
+def test_unreadable_store_names_the_store(
+    workdir: Path, params: dict[str, Any], gx_context: Any
+) -> None:
+    store = _paths(params)["lwa"]
+    shutil.rmtree(store)
+    store.mkdir()
+    (store / "zarr.json").write_text("<html>502 Bad Gateway</html>")
+    with pytest.raises(InputFileError, match=r"^data/processed/zarr/lwa\.zarr: not a readable"):
+        run(params, context=gx_context)
+    assert not Path("reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        (("frames", "min_finite_fraction"), 1.5, r"validation\.frames\.min_finite_fraction"),
+        (("frames", "mjd"), [60000.0, 50000.0], r"validation\.frames\.mjd"),
+        (("frames", "colour"), "red", r"unknown key\(s\) \['colour'\]"),
+        (("cubes", "collections", "lwa", "glob_"), "*", r"unknown key\(s\) \['glob_'\]"),
+        (
+            ("cubes", "collections", "ccd", "min_finite_fraction"),
+            -0.1,
+            r"validation\.cubes\.collections\.ccd\.min_finite_fraction",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(
+    workdir: Path, params: dict[str, Any], path: tuple[str, ...], value: Any, match: str
+) -> None:
+    p = copy.deepcopy(params)
+    node = p["validation"]
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match=match):
+        run(p, dry_run=True)
 
 
 def test_outputs_are_byte_identical_across_runs(

@@ -49,13 +49,13 @@ CUBE_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _open(path: Path) -> xr.Dataset:
+def _open(path: Path, build: str) -> xr.Dataset:
     try:
         return xr.open_zarr(path, consolidated=False, decode_times=False)
     except (OSError, ValueError, KeyError) as exc:
         raise InputFileError(
             f"{path}: not a readable Zarr store ({str(exc).splitlines()[0]}); rebuild it with "
-            "`dvc repro fits_to_zarr` (zarr.rebuild=true) or fetch it with dvc pull."
+            f"`{build}` (zarr.rebuild=true) or fetch it with dvc pull."
         ) from exc
 
 
@@ -68,10 +68,16 @@ def _per_time(ds: xr.Dataset, name: str, shape: tuple[int, ...]) -> np.ndarray:
 def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
     """Summarise one store: a row per time step (lwa: per time step and frequency)."""
     path = Path(cfg.path)
-    ds = _open(path)
+    ds = _open(path, cfg.build)
     manifest = ds.attrs.get("astropipe", {})
     kind = str(manifest.get("layout", {}).get("kind", name))
-    image = ds[IMAGE_VARS.get(kind, "SCI")]
+    var = IMAGE_VARS.get(kind, "SCI")
+    if var not in ds or "time" not in ds.dims:
+        raise InputFileError(
+            f"{path}: not a fits_to_zarr store of kind {kind!r} (no {var}(time, ...)); rebuild it "
+            f"with `{cfg.build}` (zarr.rebuild=true)."
+        )
+    image = ds[var]
     recorded = sum(len(step.get("files", {})) for step in manifest.get("timesteps", []))
     root = Path(cfg.input_dir)
     expected = sum(1 for p in root.glob(cfg.glob) if p.is_file()) if root.is_dir() else 0
