@@ -1,7 +1,10 @@
-"""Data contracts: great-expectations suites for the alerts, light-curve and feature tables.
+"""Data contracts: great-expectations suites for every artifact of the pipeline.
 
-``suites`` builds the contracts in code, ``runner`` runs them in an ephemeral GX context,
-``report`` writes the summary metric and the Markdown data docs, ``stage`` is the DVC stage.
+``suites`` builds the table contracts (alerts, light curves, features) in code; ``frames`` and
+``cubes`` summarise calibrated FITS frames and Zarr stores into small tables (one row per frame,
+per cube time step) and hold their contracts; ``runner`` runs a contract in an ephemeral GX
+context, ``report`` writes the summary metric and the Markdown data docs, ``stage`` is the DVC
+stage.
 """
 
 import logging
