@@ -73,9 +73,9 @@ def _worker(args: argparse.Namespace) -> None:
         import dask.base
 
         from astropipe.calibration.combine import ClipConfig, CombineConfig
-        from astropipe.calibration.config import CalibrationConfig, DetectorConfig, OverscanConfig
+        from astropipe.calibration.config import CalibrationConfig
         from astropipe.calibration.frames import discover
-        from astropipe.calibration.masters import build_master, master_tile_rows
+        from astropipe.calibration.masters import build_masters
         from astropipe.calibration.plan import make_plan
         from astropipe.compute import ComputeConfig, scheduler
 
@@ -83,19 +83,12 @@ def _worker(args: argparse.Namespace) -> None:
         dask.base.get_scheduler()
         cfg = CombineConfig("average" if clip else "median", ClipConfig(enabled=clip, **CLIP))
         compute = ComputeConfig(scheduler="threads", workers=args.workers)
-        calib = CalibrationConfig(memory_limit=args.memory_limit)
+        calib = CalibrationConfig(bias=cfg, memory_limit=args.memory_limit)
         t0 = time.perf_counter()
         frames, _ = discover(directory)
-        spec = make_plan(frames, directory=directory).masters[0]
+        plan = make_plan(frames, directory=directory)
         with scheduler(compute):
-            master = build_master(
-                spec,
-                cfg,
-                detector=DetectorConfig(),
-                overscan=OverscanConfig(),
-                tile_rows=master_tile_rows(calib, spec, compute.workers),
-                in_flight=compute.workers,
-            )
+            (master,) = build_masters(plan, calib, workers=compute.workers).values()
         elapsed = time.perf_counter() - t0
         result = master.data
     else:
