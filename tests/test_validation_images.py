@@ -183,6 +183,12 @@ def test_good_frames_and_cubes_pass(workdir: Path, params: dict[str, Any], gx_co
     assert summary["tables"]["frames"]["rows"] == 4  # 2 masters + 2 science frames
     assert summary["tables"]["cubes"]["rows"] == 3 * 2 + 2  # lwa: time x frequency; ccd: time
     assert json.loads(SUMMARY.read_text()) == summary
+    # the data docs list the summary rows the contracts ran on
+    frames_doc = Path("reports/validation/docs/frames.md").read_text()
+    assert "## Summary rows (4)" in frames_doc
+    assert "| data/interim/calibration/science/sci_R_02.fits | science |" in frames_doc
+    cubes_doc = Path("reports/validation/docs/cubes.md").read_text()
+    assert "| data/processed/zarr/lwa.zarr[time=2,frequency=4.6e+07] | lwa | lwa | 2 |" in cubes_doc
     # NaN pixels beyond the horizon (ra NaN) do not count against the finite fraction
     assert np.isnan(lwa_dataset()["SKY"].values).any()
 

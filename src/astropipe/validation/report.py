@@ -7,10 +7,13 @@ timestamps or run ids, so the same tables give byte-identical files.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json
@@ -19,6 +22,7 @@ from astropipe.validation.runner import Outcome, TableReport
 __all__ = [
     "summarize",
     "failure_line",
+    "render_rows",
     "render_table",
     "render_index",
     "write_docs",
@@ -109,8 +113,28 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_table(report: TableReport, *, sha256: str | None = None) -> str:
-    """Markdown data docs for one table: status line and one row per expectation."""
+def _value(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.12g}"
+    return _cell(str(v))
+
+
+def render_rows(rows: pd.DataFrame) -> str:
+    """Markdown table of a summary table (frames, cubes): every row, numbers to 12 digits."""
+    cols = list(rows.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for rec in rows.itertuples(index=False):
+        lines.append("| " + " | ".join(_value(v) for v in rec) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_table(
+    report: TableReport, *, sha256: str | None = None, rows: pd.DataFrame | None = None
+) -> str:
+    """Markdown data docs for one table: status line, one row per expectation, and (for a
+    summary table such as frames or cubes) the summary rows the contract ran on."""
     status = "PASSED" if report.success else "FAILED"
     lines = [
         f"# Table `{report.table}` — {status}",
@@ -132,7 +156,10 @@ def render_table(report: TableReport, *, sha256: str | None = None) -> str:
             f"| {o.order} | {mark} | `{o.expectation}` | {_cell(o.column or '')} | "
             f"{_cell(o.rule)} | {_cell(_short(o.observed))} |"
         )
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if rows is not None:
+        text += f"\n## Summary rows ({len(rows)})\n\n" + render_rows(rows)
+    return text
 
 
 def render_index(reports: Sequence[TableReport]) -> str:
@@ -157,13 +184,20 @@ def write_docs(
     docs_dir: str | os.PathLike[str],
     *,
     hashes: Mapping[str, str] | None = None,
+    rows: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
-    """Write ``index.md`` and ``<table>.md`` into ``docs_dir`` (replaced as a whole, atomically)."""
+    """Write ``index.md`` and ``<table>.md`` into ``docs_dir`` (replaced as a whole, atomically).
+
+    ``hashes`` maps a table to its file's SHA-256; ``rows`` maps a summary contract (frames,
+    cubes) to the table it ran on, listed in its page.
+    """
     with atomic_dir(docs_dir) as tmp:
         tmp = Path(tmp)
         (tmp / "index.md").write_text(render_index(reports), encoding="utf-8")
         for r in reports:
-            text = render_table(r, sha256=(hashes or {}).get(r.table))
+            text = render_table(
+                r, sha256=(hashes or {}).get(r.table), rows=(rows or {}).get(r.table)
+            )
             (tmp / f"{r.table}.md").write_text(text, encoding="utf-8")
     return Path(docs_dir)
 

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from astropipe.errors import MissingInputError, ValidationFailed
 from astropipe.provenance import sha256_file
 from astropipe.validation.config import TABLES, ValidationConfig
@@ -97,6 +99,7 @@ def run(
     context = context or make_context()
     reports: list[TableReport] = []
     hashes: dict[str, str] = {}
+    rows: dict[str, pd.DataFrame] = {}  # the summary tables of frames and cubes, for the docs
     for name in TABLES:
         if name not in cfg.tables:
             continue
@@ -106,17 +109,17 @@ def run(
         hashes[name] = sha256_file(tcfg.path)
     if cfg.frames is not None:
         where = f"{Path(cfg.frames.masters).as_posix()}, {Path(cfg.frames.science).as_posix()}"
-        df = frames_table(cfg.frames)
+        rows["frames"] = df = frames_table(cfg.frames)
         reports.append(validate_frame(df, frames_contract(cfg.frames), path=where, context=context))
     if cfg.cubes is not None:
         where = ", ".join(Path(c.path).as_posix() for c in cfg.cubes.collections.values())
-        df = cubes_table(cfg.cubes)
+        rows["cubes"] = df = cubes_table(cfg.cubes)
         reports.append(validate_frame(df, cubes_contract(cfg.cubes), path=where, context=context))
     summary = summarize(reports)
     line = failure_line(reports, summary_path=cfg.outputs.summary)
     if dry_run:
         return summary
-    write_docs(reports, cfg.outputs.docs, hashes=hashes)
+    write_docs(reports, cfg.outputs.docs, hashes=hashes, rows=rows)
     write_summary(summary, cfg.outputs.summary)
     log.info("wrote %s and %s", cfg.outputs.summary, cfg.outputs.docs)
     if line is not None:
