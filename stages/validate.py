@@ -1,4 +1,4 @@
-"""DVC stage validate: data contracts on the ZTF tables -> reports/validation/ (see dvc.yaml)."""
+"""DVC stage validate: contracts on the ZTF tables, calibrated frames and Zarr cubes (dvc.yaml)."""
 
 from astropipe.config import load_params
 from astropipe.stage_main import stage_main
