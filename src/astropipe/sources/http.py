@@ -286,22 +286,22 @@ def _read_body(
             received = max(received, int(response.raw.tell()))
         except (AttributeError, TypeError, ValueError):
             pass
-        msg = (
-            f"{shown}: body truncated after {received} bytes{expected} "
-            f"({exc.__class__.__name__}); nothing was written; retry later."
-        )
-        raise ServiceResponseError(_scrub(msg, session)) from None
+        detail = f" after {received} bytes{expected} ({exc.__class__.__name__})"
+        raise _truncated(shown, detail, session) from None
     finally:
         response.close()
     declared = response.headers.get("Content-Length")
     encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
     if declared is not None and not encoded and declared.isdigit() and int(declared) != received:
-        msg = (
-            f"{shown}: body truncated: Content-Length {declared}, received {received} bytes; "
-            "nothing was written; retry later."
-        )
-        raise ServiceResponseError(_scrub(msg, session))
+        detail = f": Content-Length {declared}, received {received} bytes"
+        raise _truncated(shown, detail, session)
     return received
+
+
+def _truncated(shown: str, detail: str, session: requests.Session) -> ServiceResponseError:
+    """The one error for a short body; ``detail`` says how it was noticed."""
+    msg = f"{shown}: body truncated{detail}; nothing was written; retry later."
+    return ServiceResponseError(_scrub(msg, session))
 
 
 def get_text(
