@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,11 @@ def in_root(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test with the repository root as working directory (relative sample paths)."""
     monkeypatch.chdir(ROOT)
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def gx_context() -> Any:
+    """One ephemeral great-expectations context for the session (the stage reuses it)."""
+    from astropipe.validation.runner import make_context
+
+    return make_context()

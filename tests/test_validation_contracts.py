@@ -17,7 +17,7 @@ from astropipe.errors import ConfigError  # noqa: E402
 from astropipe.lightcurve import LIGHTCURVE_SCHEMA, to_lightcurve_table  # noqa: E402
 from astropipe.validation.config import RangesConfig, TableConfig  # noqa: E402
 from astropipe.validation.report import failure_line, render_table, summarize  # noqa: E402
-from astropipe.validation.runner import make_context, validate_frame  # noqa: E402
+from astropipe.validation.runner import validate_frame  # noqa: E402
 from astropipe.validation.suites import (  # noqa: E402
     build_suite,
     contract_for,
@@ -26,11 +26,6 @@ from astropipe.validation.suites import (  # noqa: E402
 
 RANGES = RangesConfig()
 LC_TABLE = TableConfig(path="lc.parquet", build="make lc", completeness={"object_id": 1.0})
-
-
-@pytest.fixture(scope="module")
-def gx_context() -> Any:
-    return make_context()
 
 
 def _lc(**columns: Any) -> pd.DataFrame:

@@ -26,17 +26,10 @@ from astropipe.errors import (  # noqa: E402
     ValidationFailed,
 )
 from astropipe.provenance import sha256_file  # noqa: E402
-from astropipe.validation.runner import make_context  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = Path("reports/validation/summary.json")
-
-
-@pytest.fixture(scope="module")
-def gx_context() -> Any:
-    """One ephemeral GX context for the module."""
-    return make_context()
 
 
 @pytest.fixture(scope="module")

@@ -30,17 +30,10 @@ from astropipe.errors import (  # noqa: E402
 from astropipe.features.stats import FEATURE_COLUMNS  # noqa: E402
 from astropipe.io.tables import write_parquet  # noqa: E402
 from astropipe.lightcurve import to_lightcurve_table  # noqa: E402
-from astropipe.validation.runner import make_context  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURE_FLOATS = [c for c in FEATURE_COLUMNS if c != "n_obs"]
-
-
-@pytest.fixture(scope="session")
-def gx_context() -> Any:
-    """One ephemeral GX context for the whole session (the stage reuses its datasource)."""
-    return make_context()
 
 
 @pytest.fixture(scope="session")
