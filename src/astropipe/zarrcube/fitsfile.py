@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from astropy.io import fits
@@ -21,6 +22,9 @@ __all__ = [
     "read_primary",
     "read_primary_header",
     "physical",
+    "Known",
+    "known_layout",
+    "read_known",
 ]
 
 _BLOCK = 1 << 22
@@ -147,16 +151,7 @@ def read_primary(
     size = os.path.getsize(path)
     if buffer is None:
         buffer = bytearray(size)
-    elif len(buffer) < size:
-        buffer.extend(bytes(size - len(buffer)))
-    view = memoryview(buffer)[:size]
-    with open(path, "rb", buffering=0) as fh:
-        got = 0
-        while got < size:
-            n = fh.readinto(view[got:])
-            if not n:
-                raise InputFileError(f"{path}: file shrank while being read; re-run.")
-            got += n
+    view = _read_into(path, buffer, size)
     digest = hashlib.sha256(view).hexdigest()
     raw = view
     bitpix = int(header["BITPIX"])
@@ -166,16 +161,89 @@ def read_primary(
     return header, physical(data, header), digest
 
 
+def _read_into(path: Path, buffer: bytearray, size: int) -> memoryview:
+    """The first ``size`` bytes of ``path``, read into ``buffer`` (grown as needed)."""
+    if len(buffer) < size:
+        buffer.extend(bytes(size - len(buffer)))
+    view = memoryview(buffer)[:size]
+    with open(path, "rb", buffering=0) as fh:
+        got = 0
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise InputFileError(f"{path}: file shrank while being read; re-run.")
+            got += n
+    return view
+
+
+def _head_digest(head: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(head, digest_size=16).digest()
+
+
+class Known(NamedTuple):
+    """What the header of a file said when it was scanned: enough to decode its pixels."""
+
+    size: int  # file size in bytes
+    offset: int  # where the pixels start (= bytes of header blocks)
+    head: bytes  # BLAKE2b of the header blocks, to check they are unchanged
+    dtype: str
+    shape: tuple[int, ...]
+    bscale: float
+    bzero: float
+    blank: int | None
+
+
+def known_layout(path: Path, header: fits.Header) -> Known:
+    """:class:`Known` for ``path`` from a header of :func:`read_primary_header` (with _OFFSET)."""
+    offset = int(header["_OFFSET"])
+    with open(path, "rb") as fh:
+        head = fh.read(offset)
+    naxis = int(header["NAXIS"])
+    return Known(
+        size=os.path.getsize(path),
+        offset=offset,
+        head=_head_digest(head),
+        dtype=_BITPIX[int(header["BITPIX"])],
+        shape=tuple(int(header[f"NAXIS{k}"]) for k in range(naxis, 0, -1)),
+        bscale=float(header.get("BSCALE", 1.0)),
+        bzero=float(header.get("BZERO", 0.0)),
+        blank=int(header["BLANK"]) if int(header["BITPIX"]) > 0 and "BLANK" in header else None,
+    )
+
+
+def read_known(path: Path, buffer: bytearray, known: Known) -> tuple[np.ndarray, str] | None:
+    """Physical pixels and SHA-256 of ``path`` whose header was scanned as ``known``.
+
+    Same values as :func:`read_primary` without parsing the header again; None when the
+    file's size or header blocks changed since (then use :func:`read_primary`).
+    """
+    if os.path.getsize(path) != known.size:
+        return None
+    view = _read_into(path, buffer, known.size)
+    if _head_digest(view[: known.offset]) != known.head:
+        return None
+    digest = hashlib.sha256(view).hexdigest()
+    count = int(np.prod(known.shape)) if known.shape else 0
+    data = np.frombuffer(view, dtype=known.dtype, count=count, offset=known.offset)
+    data = data.reshape(known.shape)
+    return _physical(data, known.bscale, known.bzero, known.blank), digest
+
+
 def physical(data: np.ndarray, header: fits.Header) -> np.ndarray:
     """Stored pixels -> physical values: ``raw * BSCALE + BZERO`` in float64, BLANK -> NaN.
 
     Integer or scaled images come back as float32; unscaled float images unchanged.
     """
     bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    blank = int(header["BLANK"]) if data.dtype.kind in "iu" and "BLANK" in header else None
+    return _physical(data, bscale, bzero, blank)
+
+
+def _physical(data: np.ndarray, bscale: float, bzero: float, blank: int | None) -> np.ndarray:
     if data.dtype.kind in "iu":
         out = data.astype(np.float64) * bscale + bzero
-        if "BLANK" in header:
-            out[data == int(header["BLANK"])] = np.nan
+        if blank is not None:
+            out[data == blank] = np.nan
         return out.astype(np.float32)
     if bscale != 1.0 or bzero != 0.0:
         return (data.astype(np.float64) * bscale + bzero).astype(np.float32)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from astropy.io import fits
@@ -21,11 +21,26 @@ from astropipe.errors import InputFileError
 from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
-from astropipe.zarrcube.fitsfile import read_primary, read_primary_header
+from astropipe.zarrcube.fitsfile import (
+    Known,
+    known_layout,
+    read_known,
+    read_primary,
+    read_primary_header,
+)
 from astropipe.zarrcube.grid import Grid, check_grid, grid_of
 from astropipe.zarrcube.layouts import Layout, StepInfo, VarSpec, names
 
 __all__ = ["LwaLayout"]
+
+
+class _Plan(NamedTuple):
+    """How one file's pixels go into SKY, from its header (kept from the scan)."""
+
+    rel: str  # path relative to the repository
+    freqs: list[float]
+    stokes: list[str]
+    axes: list[int]  # numpy axes of the data, ordered to (..., stokes, freq, y, x)
 
 
 class LwaLayout(Layout):
@@ -40,6 +55,9 @@ class LwaLayout(Layout):
         self._free: list[np.ndarray] = []
         self._workers = read_workers
         self._executor: ThreadPoolExecutor | None = None
+        # per file, from the scan: its header layout and plane order, so a read does not
+        # parse the header again (checked against the bytes read; dropped once read)
+        self._known: dict[Path, tuple[Known, _Plan]] = {}
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -50,6 +68,7 @@ class LwaLayout(Layout):
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
+        self._known.clear()
 
     def _spare(self, shape: tuple[int, ...]) -> np.ndarray:
         while self._free:
@@ -82,6 +101,18 @@ class LwaLayout(Layout):
         elif stokes_axis.length == 1:
             done.append(H.Correction.STOKES_DEGENERATE)
         return freqs, H.stokes_labels(stokes_axis, where=str(path)), done
+
+    def _plan(self, header: fits.Header, path: Path) -> _Plan:
+        """Plane order of a file (``header`` corrected by fix_header)."""
+        fvals, stokes, _ = self._planes(header, path)
+        naxis = int(header["NAXIS"])
+        fa, sa = H.find_axis(header, "FREQ"), H.find_axis(header, "STOKES")
+        # numpy axis of FITS axis n is naxis - n; bring to (stokes, freq, y, x)
+        order = [naxis - sa.number] if sa else []
+        order += [naxis - fa.number] if fa else []
+        order += [naxis - 2, naxis - 1]
+        extra = [a for a in range(naxis) if a not in order]
+        return _Plan(relpath(path), fvals, stokes, extra + order)
 
     def scan(self, spec: StepSpec) -> StepInfo:
         files, nbytes = names(spec.files)
@@ -122,6 +153,10 @@ class LwaLayout(Layout):
                 corrections.add(H.Correction.BEAM_MISSING)
             freqs, stokes, done = self._planes(header, path)
             corrections.update(done)
+            try:
+                self._known[path] = (known_layout(path, raw), self._plan(header, path))
+            except (OSError, ValueError, TypeError, KeyError):
+                self._known.pop(path, None)  # read parses the header itself
             for f in freqs:
                 for s in stokes:
                     planes[(f, s)] = b
@@ -161,22 +196,21 @@ class LwaLayout(Layout):
             buffer = getattr(self._local, "buffer", None)
             if buffer is None:
                 buffer = self._local.buffer = bytearray()
-            raw, data, digest = read_primary(path, buffer)
-            header, _ = H.fix_header(raw, radio=True)
-            fvals, stokes, _ = self._planes(header, path)
-            naxis = data.ndim
-            fa, sa = H.find_axis(header, "FREQ"), H.find_axis(header, "STOKES")
-            # numpy axis of FITS axis n is naxis - n; bring to (stokes, freq, y, x)
-            order = [naxis - sa.number] if sa else []
-            order += [naxis - fa.number] if fa else []
-            order += [naxis - 2, naxis - 1]
-            extra = [a for a in range(naxis) if a not in order]
-            cube = np.transpose(data, extra + order).reshape((len(stokes), len(fvals), ny, nx))
+            known = self._known.pop(path, None)
+            got = read_known(path, buffer, known[0]) if known else None
+            if got is not None:
+                data, digest = got
+                plan = known[1]
+            else:  # not scanned by this layout, or the file changed since: parse it again
+                raw, data, digest = read_primary(path, buffer)
+                plan = self._plan(H.fix_header(raw, radio=True)[0], path)
+            fvals, stokes = plan.freqs, plan.stokes
+            cube = np.transpose(data, plan.axes).reshape((len(stokes), len(fvals), ny, nx))
             for si, s in enumerate(stokes):
                 for fi, f in enumerate(fvals):
                     # (y, x) -> (l, m) = (x, y); the copy also swaps to native byte order
                     sky[freqs.index(f), pols.index(s)] = cube[si, fi].T
-            return relpath(path), digest
+            return plan.rel, digest
 
         # files of a step are read in parallel (hashing and copying release the GIL)
         sums = dict(sorted(self._pool().map(one, info.paths)))

@@ -195,7 +195,9 @@ STEP_WRITERS = 2
 MANIFEST_SMALL = 1 << 18
 
 
-def _write_step(group: zarr.Group, layout: Layout, idx: int, info: StepInfo, arrays: dict) -> None:
+def _write_step(
+    group: dict[str, zarr.Array], layout: Layout, idx: int, info: StepInfo, arrays: dict
+) -> None:
     for v in layout.variables(info.static):
         group[v.name][idx : idx + 1] = np.asarray(arrays[v.name])[None]
     group["time"][idx : idx + 1] = np.array([info.time_mjd])
@@ -327,6 +329,8 @@ def _write_locked(
 
         save()  # steps being written have no checksums yet: a rerun redoes them
         group = zarr.open_group(store, mode="r+", use_consolidated=False)
+        # the arrays opened once: ``group[name]`` reads and parses their metadata every time
+        handles = {a.basename: a for a in S.time_arrays(group)}
         bar = tqdm(
             total=sum(i.nbytes for _, i in todo),
             desc=f"fits_to_zarr@{collection}",
@@ -360,7 +364,7 @@ def _write_locked(
                 arrays, sums = ahead.result()
                 nxt = todo[k + 1][1] if k + 1 < len(todo) else None
                 ahead = readers.submit(layout.read, nxt) if nxt is not None else None
-                fut = writers.submit(_write_step, group, layout, idx, info, arrays)
+                fut = writers.submit(_write_step, handles, layout, idx, info, arrays)
                 pending.append((fut, idx, info, arrays, sums))
                 while len(pending) >= n_writers:
                     finish()
