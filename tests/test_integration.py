@@ -88,7 +88,12 @@ def test_pipeline_outputs(first_run: Path) -> None:
     assert (repo / "data/processed/features.parquet").is_file()
     assert any((repo / "data/raw/ztf/cutouts").rglob("*.fits"))
     summary = json.loads((repo / "reports/validation/summary.json").read_text())
-    assert summary["success"] is True
+    assert summary["success"] is True, summary
+    assert summary["tables"]["frames"]["rows"] == 8  # 4 masters + 4 calibrated science frames
+    assert summary["tables"]["cubes"]["rows"] == 4 * 4 + 4  # lwa: 4 steps x 4 subbands; ccd: 4
+    for name in ("lwa", "ccd"):
+        assert (repo / f"data/processed/zarr/{name}.zarr/zarr.json").is_file()
+    assert len(list((repo / "data/interim/calibration/science").glob("*.fits"))) == 4
 
 
 def test_committed_dvc_lock_is_current(first_run: Path) -> None:
