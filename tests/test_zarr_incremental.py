@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -263,3 +264,25 @@ def test_time_chunks_do_not_depend_on_the_first_batch(pool, tmp_path: Path) -> N
         return tree_digest(out)
 
     assert build("one", [[0, 1, 2, 3]]) == build("two", [[0], [1, 2, 3]])
+
+
+def test_metrics_describe_the_store_not_the_run(pool, tmp_path: Path) -> None:
+    """Regression: the metrics file carried written/skipped, so an appended store and a fresh
+    build of the same inputs gave different DVC metrics (and dvc.lock hashes)."""
+    inputs, out = tmp_path / "in", tmp_path / "lwa.zarr"
+    _stage([f for i in (0, 1) for f in pool[i]], inputs)
+    p = params(inputs, out)
+    run(p, collection="lwa")
+    _stage([f for i in (2, 3) for f in pool[i]], inputs)
+    appended = run(p, collection="lwa")
+    metrics = Path(p["zarr"]["collections"]["lwa"]["metrics"])
+    first = metrics.read_bytes()
+    fresh_out = tmp_path / "fresh.zarr"
+    p2 = params(inputs, fresh_out)
+    fresh = run(p2, collection="lwa")
+    assert appended["written"] == 2 and fresh["written"] == 4  # the runs differ...
+    second = Path(p2["zarr"]["collections"]["lwa"]["metrics"]).read_bytes()
+    assert first.replace(b"lwa.zarr", b"X") == second.replace(
+        b"fresh.zarr", b"X"
+    )  # ...not the metric
+    assert "written" not in json.loads(first) and "skipped" not in json.loads(first)

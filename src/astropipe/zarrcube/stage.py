@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from astropipe.zarrcube.layouts import layout_for
 from astropipe.zarrcube.writer import WriteOptions, write_collection
 
 __all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+#: Summary keys that describe one run rather than the store (kept out of the metrics file).
+_RUN_ONLY = ("written", "skipped")
 
 
 def run(
@@ -39,7 +45,8 @@ def run(
     Returns
     -------
     dict
-        Metrics: time steps in the store, written / skipped this run, input files, corrections.
+        Time steps in the store, written / skipped this run, input files, corrections. The
+        metrics file gets the same minus the per-run counts (written, skipped).
 
     Raises
     ------
@@ -73,5 +80,13 @@ def run(
     )
     summary["store"] = col.output
     if not dry_run:
-        write_json(summary, col.metrics)
+        # The metric describes the store, not this run: written/skipped depend on what earlier
+        # runs left (an append vs a fresh clone), and would make the DVC metric churn.
+        write_json({k: v for k, v in summary.items() if k not in _RUN_ONLY}, col.metrics)
+        log.info(
+            "%s: wrote %d time step(s), skipped %d already in the store",
+            collection,
+            summary.get("written", 0),
+            summary.get("skipped", 0),
+        )
     return summary
