@@ -17,7 +17,6 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from urllib3.util.retry import Retry
 from astropipe import __version__
 from astropipe.errors import ServiceError, ServiceResponseError
 from astropipe.io.atomic import atomic_path
+from astropipe.sources.responses import EXPECT, check_type, read_body, scrub
 
 __all__ = [
     "RETRY_STATUSES",
@@ -47,17 +47,7 @@ log = logging.getLogger(__name__)
 #: Statuses worth retrying: rate limiting and transient server-side failures.
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
-#: What a caller may ask for → the Content-Types accepted for it. ``None`` = any type.
-EXPECT: dict[str, tuple[str, ...] | None] = {
-    "csv": ("text/csv", "text/plain", "application/csv", "text/comma-separated-values"),
-    "json": ("application/json", "text/json", "text/plain"),
-    "text": ("text/plain",),
-    "any": None,
-}
-
 _SECRET_PARAMS = re.compile(r"(token|key|secret|password|passwd|auth|signature)", re.I)
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
-_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -168,36 +158,6 @@ def safe_url(url: str, params: Any = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
 
-def _scrub(text: str, session: requests.Session) -> str:
-    """Remove the session's credentials from ``text`` (defence in depth for error messages)."""
-    auth = session.headers.get("Authorization")
-    if isinstance(auth, bytes):
-        auth = auth.decode("latin-1")
-    if auth:
-        secret = auth.split(" ", 1)[-1]
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _media_type(response: requests.Response) -> str:
-    return response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-
-
-def _looks_like_html(head: bytes) -> bool:
-    start = head.lstrip()[:15].lower()
-    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
-
-
-def _html_title(content: bytes, session: requests.Session) -> str:
-    match = _TITLE.search(content[:8192])
-    if not match:
-        return ""
-    # Scrub before shortening, so a cut cannot leave part of a secret behind.
-    title = _scrub(" ".join(match.group(1).decode("utf-8", errors="replace").split()), session)
-    return f" (page title: {title[:80]!r})"
-
-
 def _send(
     session: requests.Session,
     method: str,
@@ -221,7 +181,7 @@ def _send(
             f"connect={timeout[0]}s read={timeout[1]}s); check the network and the service "
             "status, or raise the retries/timeout in the config."
         )
-        raise ServiceError(_scrub(msg, session)) from None
+        raise ServiceError(scrub(msg, session)) from None
     if response.status_code >= 400:
         retried = response.status_code in RETRY_STATUSES
         hint = {
@@ -235,73 +195,8 @@ def _send(
         after = " after retries" if retried else ""
         response.close()
         msg = f"{shown}: HTTP {response.status_code} {response.reason}{after}; {hint}."
-        raise ServiceError(_scrub(msg, session))
+        raise ServiceError(scrub(msg, session))
     return response
-
-
-def _check_type(
-    response: requests.Response, head: bytes, expect: str, shown: str, session: requests.Session
-) -> str:
-    ctype = _media_type(response)
-    accepted = EXPECT[expect]
-    what = f"{expect.upper()} ({', '.join(accepted)})" if accepted else "a data file"
-    if ctype == "text/html" or _looks_like_html(head):
-        msg = (
-            f"{shown}: expected {what}, got an HTML page{_html_title(head, session)}; the service "
-            "answered with an error or login page; open the URL in a browser to see why."
-        )
-        raise ServiceResponseError(_scrub(msg, session))
-    if accepted is not None and ctype and ctype not in accepted:
-        msg = (
-            f"{shown}: expected {what}, got Content-Type {ctype!r}; check the FORMAT/"
-            "query parameters and the service documentation."
-        )
-        raise ServiceResponseError(_scrub(msg, session))
-    return ctype
-
-
-def _read_body(
-    response: requests.Response,
-    shown: str,
-    session: requests.Session,
-    sink: Callable[[bytes], object],
-    check: Callable[[bytes], object] | None = None,
-) -> int:
-    """Stream the body into ``sink(chunk)``; check the byte count against Content-Length.
-
-    ``check(first_chunk)`` runs before anything reaches ``sink``, so a refused body (an HTML
-    page) is never written.
-    """
-    received = 0
-    try:
-        for chunk in response.iter_content(_CHUNK):
-            if check is not None and received == 0:
-                check(chunk)
-            received += len(chunk)
-            sink(chunk)
-    except requests.exceptions.RequestException as exc:
-        declared = response.headers.get("Content-Length")
-        expected = f" of the {declared} declared" if declared else ""
-        try:
-            received = max(received, int(response.raw.tell()))
-        except (AttributeError, TypeError, ValueError):
-            pass
-        detail = f" after {received} bytes{expected} ({exc.__class__.__name__})"
-        raise _truncated(shown, detail, session) from None
-    finally:
-        response.close()
-    declared = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    if declared is not None and not encoded and declared.isdigit() and int(declared) != received:
-        detail = f": Content-Length {declared}, received {received} bytes"
-        raise _truncated(shown, detail, session)
-    return received
-
-
-def _truncated(shown: str, detail: str, session: requests.Session) -> ServiceResponseError:
-    """The one error for a short body; ``detail`` says how it was noticed."""
-    msg = f"{shown}: body truncated{detail}; nothing was written; retry later."
-    return ServiceResponseError(_scrub(msg, session))
 
 
 def get_text(
@@ -345,12 +240,12 @@ def get_text(
     shown = safe_url(url, params)
     response = _send(session, method, url, params, _timeouts(timeout), stream=True)
     parts: list[bytes] = []
-    _read_body(response, shown, session, parts.append)
+    read_body(response, shown, session, parts.append)
     content = b"".join(parts)
     if not content.strip():
         msg = f"{shown}: empty answer where {expect.upper()} was expected; retry later."
-        raise ServiceResponseError(_scrub(msg, session))
-    ctype = _check_type(response, content[:8192], expect, shown, session)
+        raise ServiceResponseError(scrub(msg, session))
+    ctype = check_type(response, content[:8192], expect, shown, session)
     log.debug("GET %s -> %d, %d bytes", shown, response.status_code, len(content))
     return Fetched(
         url=shown,
@@ -399,12 +294,12 @@ def download(
             digest.update(chunk)
 
         def check(head: bytes) -> None:
-            _check_type(response, head, expect, shown, session)
+            check_type(response, head, expect, shown, session)
 
-        received = _read_body(response, shown, session, sink, check)
+        received = read_body(response, shown, session, sink, check)
         if received == 0:
             msg = f"{shown}: empty answer (0 bytes) where a file was expected; retry later."
-            raise ServiceResponseError(_scrub(msg, session))
+            raise ServiceResponseError(scrub(msg, session))
     log.info("downloaded %s -> %s (%d bytes)", shown, dest, received)
     return digest.hexdigest()
 
