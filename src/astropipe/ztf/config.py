@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,47 @@ __all__ = ["AlertsConfig", "DrConfig", "IrsaConfig", "ZtfOutputs", "ZtfConfig"]
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    """Alert packets: a directory of ``.avro`` files or a night tarball."""
+    """Alert packets: a directory of ``.avro`` files or a night tarball, or archive nights.
+
+    When ``nights`` is non-empty, the nights are fetched from ``archive_url`` into
+    ``cache_dir`` (see :mod:`astropipe.ztf.archive`) and read instead of ``path``.
+    """
 
     path: str = "data/sample/ztf/alerts"
     cutouts: bool = True
     jpeg_cutouts: str = "skip"
+    archive_url: str = "https://ztf.uw.edu/alerts/public"
+    nights: list[str] = field(default_factory=list)
+    cache_dir: str = "data/cache/ztf_archive"
+
+    def validate(self) -> AlertsConfig:
+        """Check that every night is a quoted ``YYYYMMDD`` calendar date, listed once."""
+        bad = []
+        for night in self.nights:
+            try:
+                ok = isinstance(night, str) and len(night) == 8 and night.isdigit()
+                ok = ok and _dt.datetime.strptime(night, "%Y%m%d").year >= 2018
+            except ValueError:
+                ok = False
+            if not ok:
+                bad.append(night)
+        dupes = sorted({n for n in self.nights if self.nights.count(n) > 1}, key=str)
+        if bad or dupes:
+            problems = []
+            if bad:
+                problems.append(f"not a quoted YYYYMMDD date from 2018 on: {bad}")
+            if dupes:
+                problems.append(f"listed more than once: {dupes}")
+            raise ConfigError(
+                f"ztf.alerts.nights: {'; '.join(problems)}; write each night once as a "
+                "quoted string, e.g. nights: ['20240701']."
+            )
+        if self.nights and not self.archive_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"ztf.alerts.archive_url: {self.archive_url!r} is not an http(s) URL; "
+                "use https://ztf.uw.edu/alerts/public."
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,7 @@ class ZtfConfig:
         choice(cfg.source, ("sample", "irsa"), where="ztf.source")
         choice(cfg.on_error, ("quarantine", "fail"), where="ztf.on_error")
         choice(cfg.alerts.jpeg_cutouts, ("skip", "keep"), where="ztf.alerts.jpeg_cutouts")
+        cfg.alerts.validate()
         if cfg.source == "irsa":
             cfg.irsa.validate()
         return cfg

@@ -15,6 +15,7 @@ run leaves the previous output untouched.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -61,10 +62,19 @@ def ingest_alerts(
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
 
+    When ``cfg.alerts.nights`` is set, the nights are fetched from the alert archive (into
+    ``cfg.alerts.cache_dir``) and their tarballs are read instead of ``cfg.alerts.path``.
     Undecodable packets are quarantined (listed with the reason) unless
     ``cfg.on_error == "fail"``, in which case the first one raises.
     """
-    packets = iter_packets(cfg.alerts.path, limit=limit)
+    if cfg.alerts.nights:
+        from astropipe.ztf.archive import fetch_nights
+
+        tarballs = fetch_nights(cfg.alerts)
+        chained = itertools.chain.from_iterable(iter_packets(p) for p in tarballs)
+        packets = itertools.islice(chained, limit)
+    else:
+        packets = iter_packets(cfg.alerts.path, limit=limit)
     if progress:
         from tqdm import tqdm
 
@@ -98,6 +108,17 @@ def _dr_lightcurves(cfg: ZtfConfig) -> tuple[pd.DataFrame, dict[str, str], dict[
 
     frame, hashes = read_dr_lightcurves(cfg.dr)
     return frame, hashes, None
+
+
+def _planned_nights(cfg: ZtfConfig) -> list[dict[str, Any]]:
+    """The archive nights a real run would read: URL, cache path, and whether it is cached."""
+    from astropipe.sources.http import safe_url
+    from astropipe.ztf.archive import plan_nights
+
+    return [
+        {"night": n.night, "url": safe_url(n.url), "cache": str(n.path), "cached": n.cached}
+        for n in plan_nights(cfg.alerts)
+    ]
 
 
 def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> dict[str, Any]:
@@ -148,17 +169,17 @@ def run(
     compute = ComputeConfig.from_params(params)
     workers = 1 if compute.scheduler == "synchronous" else compute.workers
     if dry_run:
-        ingest = ingest_alerts(
-            cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers
-        )
-        summary: dict[str, Any] = {
-            "dry_run": True,
-            "source": cfg.source,
-            "packets": len(ingest.inputs),
-            "alerts_decoded": len(ingest.collector.alert_rows),
-            "quarantined": ingest.quarantined,
-            "outputs": asdict(cfg.outputs),
-        }
+        summary: dict[str, Any] = {"dry_run": True, "source": cfg.source}
+        if cfg.alerts.nights:  # nothing is downloaded, so nothing is decoded
+            summary["archive_nights"] = _planned_nights(cfg)
+        else:
+            ingest = ingest_alerts(
+                cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers
+            )
+            summary["packets"] = len(ingest.inputs)
+            summary["alerts_decoded"] = len(ingest.collector.alert_rows)
+            summary["quarantined"] = ingest.quarantined
+        summary["outputs"] = asdict(cfg.outputs)
         if cfg.source == "irsa":
             from astropipe.sources.http import safe_url
             from astropipe.ztf.irsa import irsa_query_params
