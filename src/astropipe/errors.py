@@ -37,7 +37,14 @@ class MissingInputError(AstropipeError, FileNotFoundError):
 
 
 class ServiceError(AstropipeError, ConnectionError):
-    """A remote service could not be reached or kept failing after retries."""
+    """A remote service could not be reached or kept failing after retries.
+
+    ``status`` is the final HTTP status when the service answered, else None.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ServiceResponseError(AstropipeError, ValueError):

@@ -195,7 +195,7 @@ def _send(
         after = " after retries" if retried else ""
         response.close()
         msg = f"{shown}: HTTP {response.status_code} {response.reason}{after}; {hint}."
-        raise ServiceError(scrub(msg, session))
+        raise ServiceError(scrub(msg, session), status=response.status_code)
     return response
 
 

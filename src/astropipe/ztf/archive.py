@@ -104,8 +104,7 @@ def fetch_nights(
         try:
             download(session, night.url, night.path, timeout=timeout)
         except ServiceError as exc:
-            # http._send words a 404 as "<url>: HTTP 404 ..."; a missing night needs its own hint.
-            if f"{safe_url(night.url)}: HTTP 404 " not in str(exc):
+            if exc.status != 404:  # a missing night needs its own hint
                 raise
             raise ServiceError(
                 f"{safe_url(night.url)}: HTTP 404, the archive has no tarball for night "
