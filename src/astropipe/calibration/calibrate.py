@@ -105,7 +105,8 @@ def flat_correct(data: np.ndarray, flat: np.ndarray) -> np.ndarray:
 
 def poisson_variance(signal_e: np.ndarray, read_noise_e: float) -> np.ndarray:
     """Variance of a raw frame in electrons²: the collected charge (floored at 0) + RN²."""
-    return np.maximum(signal_e, 0.0) + float(read_noise_e) ** 2
+    rn = float(read_noise_e)
+    return np.maximum(signal_e, 0.0) + rn * rn  # a product, not pow(): IEEE-exact everywhere
 
 
 def science_error(

@@ -105,17 +105,21 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
     m = df["mag"].to_numpy(np.float64)
 
     mean = _segment_sum(m, starts) / n if len(m) else np.zeros(0)
+    # Powers are written as products: numpy's ``pow`` (and exp/log) follow the CPU's SIMD
+    # dispatch (AVX-512 uses other kernels than AVX2), while + - * / sqrt are fixed by
+    # IEEE 754, so these bytes are the same on every machine (tests/test_simd_levels.py).
     d = m - mean[gid]
-    m2 = _segment_sum(d**2, starts)
-    m3 = _segment_sum(d**3, starts)
-    m4 = _segment_sum(d**4, starts)
+    d2 = d * d
+    m2 = _segment_sum(d2, starts)
+    m3 = _segment_sum(d2 * d, starts)
+    m4 = _segment_sum(d2 * d2, starts)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = m2 / (n - 1)
         std = np.sqrt(var)
-        skew = n / ((n - 1) * (n - 2)) * m3 / std**3
-        kurt = n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)) * m4 / var**2 - 3 * (n - 1) ** 2 / (
-            (n - 2) * (n - 3)
-        )
+        skew = n / ((n - 1) * (n - 2)) * m3 / (std * std * std)
+        kurt = n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)) * m4 / (var * var) - 3 * (
+            (n - 1) * (n - 1)
+        ) / ((n - 2) * (n - 3))
     skew[n < 3] = np.nan
     kurt[n < 4] = np.nan
 

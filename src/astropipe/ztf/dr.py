@@ -106,10 +106,13 @@ def _ltt_days(mjd_utc: np.ndarray, ra: np.ndarray, dec: np.ndarray) -> np.ndarra
     w = (mjd_utc / _GRID_D - cell)[:, None]
     obs = lo + w * (hi - lo)
     ra_r, dec_r = np.radians(ra), np.radians(dec)
-    n_hat = np.stack(
-        [np.cos(dec_r) * np.cos(ra_r), np.cos(dec_r) * np.sin(ra_r), np.sin(dec_r)], axis=-1
+    cos_dec = np.cos(dec_r)
+    # The dot product is spelled out so its order is fixed (einsum may reorder or fuse it).
+    return (
+        obs[:, 0] * (cos_dec * np.cos(ra_r))
+        + obs[:, 1] * (cos_dec * np.sin(ra_r))
+        + obs[:, 2] * np.sin(dec_r)
     )
-    return np.einsum("ij,ij->i", obs, n_hat)
 
 
 def hmjd_to_mjd(
