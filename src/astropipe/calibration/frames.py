@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 
 from astropipe.calibration.sections import Section, parse_section
 from astropipe.errors import InputFileError, MissingInputError
+from astropipe.io import fits as fitsio
 
 __all__ = [
     "FRAME_TYPES",
@@ -85,17 +84,6 @@ def _binning(header: fits.Header) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class RawLayout:
-    """Where and how an uncompressed image's pixels sit in its file (for direct row reads)."""
-
-    offset: int
-    dtype: str
-    bscale: float
-    bzero: float
-    blank: int | None
-
-
-@dataclass(frozen=True)
 class FrameInfo:
     """What the pipeline needs to know about one raw frame (nothing of its pixels)."""
 
@@ -110,7 +98,7 @@ class FrameInfo:
     biassec: Section | None
     trimsec: Section | None
     header: fits.Header
-    layout: RawLayout | None = None
+    layout: fitsio.PixelLayout | None = None  # None: tile-compressed (read via astropy)
 
     @property
     def name(self) -> str:
@@ -135,35 +123,11 @@ def _image_hdu(hdul: fits.HDUList, path: Path) -> int:
     raise InputFileError(f"{path}: no 2-D image HDU found; expected a CCD frame.")
 
 
-def _check_complete(hdul: fits.HDUList, index: int, path: Path) -> None:
-    """Raise when the data unit of HDU ``index`` extends past the end of the file."""
-    info = hdul.fileinfo(index)
-    h = hdul[index].header
-    need = abs(int(h["BITPIX"])) // 8 * int(h["NAXIS1"]) * int(h["NAXIS2"])
-    size = os.path.getsize(path)
-    if info is None or info["datLoc"] + need > size:
-        raise InputFileError(
-            f"{path}: truncated FITS (data unit needs {need} bytes, file has "
-            f"{size - (info['datLoc'] if info else 0)}); re-copy or re-download the file."
-        )
-
-
-_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
-
-
-def _layout(hdul: fits.HDUList, index: int) -> RawLayout | None:
+def _layout(hdul: fits.HDUList, index: int, path: Path) -> fitsio.PixelLayout | None:
     hdu = hdul[index]
     if isinstance(hdu, fits.CompImageHDU):
         return None
-    h = hdu.header
-    blank = h.get("BLANK") if int(h["BITPIX"]) > 0 else None
-    return RawLayout(
-        offset=int(hdul.fileinfo(index)["datLoc"]),
-        dtype=_DTYPES[int(h["BITPIX"])],
-        bscale=float(h.get("BSCALE", 1.0)),
-        bzero=float(h.get("BZERO", 0.0)),
-        blank=int(blank) if blank is not None else None,
-    )
+    return fitsio.PixelLayout.of(hdu.header, int(hdul.fileinfo(index)["datLoc"]), path)
 
 
 def read_info(path: str | os.PathLike[str]) -> FrameInfo | None:
@@ -176,15 +140,11 @@ def read_info(path: str | os.PathLike[str]) -> FrameInfo | None:
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            # A truncated file is reported below as one clear error, not as astropy's warning.
-            warnings.simplefilter("ignore", AstropyUserWarning)
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
-        with hdul:
+        # every data unit checked against the file size: a truncated file is one clear error
+        with fitsio.open_fits(path, memmap=False) as hdul:
             index = _image_hdu(hdul, path)
-            _check_complete(hdul, index, path)
             header = hdul[index].header.copy()
-            layout = _layout(hdul, index)
+            layout = _layout(hdul, index, path)
             if index > 0:
                 # Keywords such as IMAGETYP often sit in the primary header of MEF files.
                 primary = hdul[0].header
@@ -276,31 +236,7 @@ def read_region(info: FrameInfo, rows: slice, cols: slice | None = None) -> np.n
     uncompressed image, ``ImageHDU.section`` otherwise), so a band of a large frame costs the
     band, not the frame. Integer pixels equal to BLANK become NaN, as astropy does.
     """
-    lay = info.layout
-    if lay is not None:
-        r0, r1, step = rows.indices(info.shape[0])
-        if step == 1:
-            dtype = np.dtype(lay.dtype)
-            width = info.shape[1]
-            with open(info.path, "rb") as fh:
-                fh.seek(lay.offset + r0 * width * dtype.itemsize)
-                buf = fh.read(max(r1 - r0, 0) * width * dtype.itemsize)
-            raw = np.frombuffer(buf, dtype=dtype).reshape(max(r1 - r0, 0), width)
-            if cols is not None:
-                raw = raw[:, cols]
-            out = np.empty(raw.shape, dtype=np.float64)
-            if lay.bscale != 1.0:
-                np.multiply(raw, lay.bscale, out=out, dtype=np.float64)
-                out += lay.bzero
-            else:
-                # One pass: convert and add the offset (e.g. BZERO=32768 for unsigned 16-bit).
-                np.add(raw, lay.bzero, out=out, dtype=np.float64)
-            if lay.blank is not None:
-                out[raw == lay.blank] = np.nan
-            return out
-    with fits.open(info.path, memmap=False, lazy_load_hdus=True) as hdul:
-        data = hdul[info.hdu].section[rows, cols if cols is not None else slice(None)]
-    return np.asarray(data, dtype=np.float64)
+    return fitsio.read_region(info.path, hdu=info.hdu, layout=info.layout, rows=rows, cols=cols)
 
 
 def read_rows(info: FrameInfo, r0: int, r1: int) -> np.ndarray:

@@ -6,7 +6,6 @@ One file per time step, keyed by ``DATE-OBS``; ``FILTER`` and ``EXPTIME`` become
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,10 @@ import numpy as np
 from astropy.io import fits
 
 from astropipe.errors import InputFileError
-from astropipe.provenance import relpath
+from astropipe.io.fits import Scaling, open_fits, physical, read_hdu_pixels
+from astropipe.provenance import relpath, sha256_bytes
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec
-from astropipe.zarrcube.fitsfile import open_fits, physical, scaled
 from astropipe.zarrcube.grid import Grid, grid_of
 from astropipe.zarrcube.layouts import Layout, StepInfo, VarSpec, names
 
@@ -121,19 +120,22 @@ class CcdLayout(Layout):
         (path,) = info.paths
         out: dict[str, np.ndarray] = {}
         raw = path.read_bytes()  # read once: hashed, then decoded from memory
-        digest = hashlib.sha256(raw).hexdigest()
+        digest = sha256_bytes(raw)
         try:
             hdul = fits.open(io.BytesIO(raw), memmap=False, do_not_scale_image_data=True)
         except (OSError, ValueError) as exc:
-            raise InputFileError(f"{path}: not a readable FITS file ({exc}); re-copy it.") from exc
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputFileError(
+                f"{path}: not a readable FITS file ({first}); re-copy or re-download it."
+            ) from None
         with hdul:
             for ext, dtype in (("SCI", np.float32), ("ERR", np.float32), ("MASK", np.uint16)):
-                raw_pixels = scaled(hdul[ext], path)  # not scaled: do_not_scale_image_data
+                raw_pixels = read_hdu_pixels(hdul[ext], path)  # do_not_scale_image_data
                 if ext == "MASK":
                     data = raw_pixels.astype(np.int64) * int(hdul[ext].header.get("BSCALE", 1))
                     data += int(hdul[ext].header.get("BZERO", 0))
                 else:
-                    data = physical(raw_pixels, hdul[ext].header)
+                    data = physical(raw_pixels, Scaling.of(hdul[ext].header, path))
                 if ext == "MASK" and data.size and (data.min() < 0 or data.max() > 65535):
                     raise InputFileError(
                         f"{path}: MASK values outside 0..65535; expected a bit mask (uint16)."

@@ -15,9 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from astropipe.provenance import relpath
+from astropipe.provenance import relpath, sha256_file
 from astropipe.zarrcube.discover import StepSpec
-from astropipe.zarrcube.fitsfile import sha256_and_size
 from astropipe.zarrcube.grid import Grid
 
 __all__ = ["StepInfo", "VarSpec", "Layout", "names", "checksums", "layout_for"]
@@ -98,7 +97,7 @@ def names(paths: tuple[Path, ...]) -> tuple[dict[str, str | None], int]:
 
 def checksums(paths: tuple[Path, ...]) -> dict[str, str]:
     """SHA-256 of each file, by relative path (sorted)."""
-    return dict(sorted((relpath(p), sha256_and_size(p)[0]) for p in paths))
+    return dict(sorted((relpath(p), sha256_file(p)) for p in paths))
 
 
 def layout_for(kind: str, *, read_workers: int = 2) -> Layout:

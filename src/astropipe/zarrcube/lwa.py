@@ -18,16 +18,10 @@ from astropy.io import fits
 from astropy.time import Time
 
 from astropipe.errors import InputFileError
+from astropipe.io.fits import Known, known_layout, read_known, read_primary, read_primary_header
 from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
-from astropipe.zarrcube.fitsfile import (
-    Known,
-    known_layout,
-    read_known,
-    read_primary,
-    read_primary_header,
-)
 from astropipe.zarrcube.grid import Grid, check_grid, grid_of
 from astropipe.zarrcube.layouts import Layout, StepInfo, VarSpec, names
 
@@ -124,7 +118,7 @@ class LwaLayout(Layout):
         bunit = ""
         for path in spec.files:
             # header blocks only, with the truncation check
-            raw = read_primary_header(path)
+            raw, pixels = read_primary_header(path)
             header, fixed = H.fix_header(raw, radio=True)
             corrections.update(fixed)
             if raw.get("BSCALE", 1.0) != 1.0 or raw.get("BZERO", 0.0) != 0.0:
@@ -154,7 +148,7 @@ class LwaLayout(Layout):
             freqs, stokes, done = self._planes(header, path)
             corrections.update(done)
             try:
-                self._known[path] = (known_layout(path, raw), self._plan(header, path))
+                self._known[path] = (known_layout(path, pixels), self._plan(header, path))
             except (OSError, ValueError, TypeError, KeyError):
                 self._known.pop(path, None)  # read parses the header itself
             for f in freqs:

@@ -1,0 +1,391 @@
+"""The one FITS pixel reader: BITPIX types, the truncation check, BSCALE/BZERO/BLANK.
+
+Both calibrate_images (raw CCD frames, read a band of rows at a time) and fits_to_zarr (whole
+images, hashed and decoded from one read) go through this module, so a file is judged
+truncated, and its stored integers become physical values, the same way everywhere:
+
+* the size of a data unit is the FITS standard's ``|BITPIX|/8 · GCOUNT · (PCOUNT + ΠNAXISn)``
+  (FITS 4.0, section 4.4.1.1), compared with the file size before any pixel is read;
+* physical values are ``raw · BSCALE + BZERO`` computed in float64 (FITS 4.0, section 5.3),
+  and an integer pixel equal to ``BLANK`` becomes NaN. Float pixels keep their NaN and inf.
+
+Every error names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
+
+from astropipe.errors import InputFileError
+from astropipe.provenance import sha256_bytes
+
+__all__ = [
+    "BITPIX_DTYPES",
+    "Scaling",
+    "PixelLayout",
+    "Known",
+    "pixel_dtype",
+    "data_nbytes",
+    "check_complete",
+    "open_fits",
+    "read_hdu_pixels",
+    "read_primary_header",
+    "read_primary",
+    "known_layout",
+    "read_known",
+    "read_region",
+    "physical",
+]
+
+#: BITPIX → big-endian numpy dtype of the stored pixels (FITS 4.0, table 8).
+BITPIX_DTYPES: dict[int, str] = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def _not_fits(path: Path, exc: BaseException) -> InputFileError:
+    return InputFileError(
+        f"{path}: not a readable FITS file ({_first_line(exc)}); re-copy or re-download it."
+    )
+
+
+def pixel_dtype(bitpix: object, path: Path) -> str:
+    """The numpy dtype of BITPIX ``bitpix``; InputFileError naming ``path`` if it is not valid."""
+    try:
+        return BITPIX_DTYPES[int(bitpix)]  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        raise InputFileError(
+            f"{path}: BITPIX={bitpix!r} is not a FITS pixel type; expected one of "
+            f"{sorted(BITPIX_DTYPES)} — re-copy or re-download the file."
+        ) from None
+
+
+def data_nbytes(header: fits.Header) -> int:
+    """Bytes of the data unit ``header`` describes, without the padding to 2880."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    axes = [int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)]
+    if axes[0] == 0 and header.get("GROUPS"):  # random groups: NAXIS1 = 0 is not an axis
+        axes = axes[1:]
+    count = 1
+    for n in axes:
+        count *= n
+    pcount, gcount = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
+    return abs(int(header["BITPIX"])) // 8 * gcount * (pcount + count)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """BSCALE, BZERO and (integer images only) BLANK of one HDU."""
+
+    bscale: float = 1.0
+    bzero: float = 0.0
+    blank: int | None = None
+
+    @classmethod
+    def of(cls, header: fits.Header, path: Path) -> Scaling:
+        """Read the scaling keywords; a non-numeric one is an InputFileError naming it."""
+        values: list[float] = []
+        for key, default in (("BSCALE", 1.0), ("BZERO", 0.0)):
+            try:
+                values.append(float(header.get(key, default)))
+            except (TypeError, ValueError):
+                raise InputFileError(
+                    f"{path}: {key}={header.get(key)!r} is not a number; fix the header."
+                ) from None
+        blank = None
+        if int(header.get("BITPIX", 0)) > 0 and header.get("BLANK") is not None:
+            try:
+                blank = int(header["BLANK"])
+            except (TypeError, ValueError):
+                raise InputFileError(
+                    f"{path}: BLANK={header['BLANK']!r} is not an integer; fix the header."
+                ) from None
+        return cls(bscale=values[0], bzero=values[1], blank=blank)
+
+    @property
+    def identity(self) -> bool:
+        """True when the stored values are the physical values."""
+        return self.bscale == 1.0 and self.bzero == 0.0 and self.blank is None
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """Where and how an uncompressed image's pixels sit in its file."""
+
+    offset: int  # byte offset of the data unit
+    dtype: str  # stored (big-endian) dtype
+    shape: tuple[int, ...]  # numpy order (NAXISn … NAXIS1)
+    scaling: Scaling
+
+    @classmethod
+    def of(cls, header: fits.Header, offset: int, path: Path) -> PixelLayout:
+        """The layout of an image HDU whose data unit starts at ``offset``."""
+        naxis = int(header.get("NAXIS", 0))
+        return cls(
+            offset=int(offset),
+            dtype=pixel_dtype(header.get("BITPIX"), path),
+            shape=tuple(int(header[f"NAXIS{k}"]) for k in range(naxis, 0, -1)),
+            scaling=Scaling.of(header, path),
+        )
+
+    @property
+    def count(self) -> int:
+        """Number of pixels."""
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n if self.shape else 0
+
+
+def physical(
+    raw: np.ndarray, scaling: Scaling, *, dtype: type[np.floating] | None = None
+) -> np.ndarray:
+    """Stored pixels → physical values: ``raw · BSCALE + BZERO`` in float64, BLANK → NaN.
+
+    Parameters
+    ----------
+    raw
+        The stored pixels (any byte order).
+    scaling
+        BSCALE, BZERO, BLANK of the HDU.
+    dtype
+        Result type. None: float32 for integer or scaled images, and an unscaled float image
+        returned unchanged (no copy). A float type: always that type.
+
+    Returns
+    -------
+    numpy.ndarray
+        New array (or ``raw`` itself, see ``dtype``); NaN and inf of float images are kept.
+    """
+    if dtype is None and raw.dtype.kind == "f" and scaling.identity:
+        return raw
+    out = np.empty(raw.shape, dtype=np.float64)
+    # the same float64 result either way; one pass saves a temporary for the common BSCALE=1
+    if scaling.bscale != 1.0:
+        np.multiply(raw, scaling.bscale, out=out, dtype=np.float64)
+        out += scaling.bzero
+    else:
+        np.add(raw, scaling.bzero, out=out, dtype=np.float64)
+    if scaling.blank is not None and raw.dtype.kind in "iu":
+        out[raw == scaling.blank] = np.nan
+    want = np.float32 if dtype is None else dtype
+    return out if want is np.float64 else out.astype(want)
+
+
+def check_complete(hdul: fits.HDUList, path: Path, indices: Iterable[int] | None = None) -> None:
+    """Raise InputFileError when a data unit of ``hdul`` ends past the end of the file.
+
+    Parameters
+    ----------
+    indices
+        The HDUs to check; every HDU by default.
+    """
+    size = os.path.getsize(path)
+    for i in range(len(hdul)) if indices is None else indices:
+        info = hdul.fileinfo(i)
+        if info is None:  # not read from a file
+            continue
+        header = hdul[i].header
+        if isinstance(hdul[i], fits.CompImageHDU):  # .header is the image, not the table on disk
+            with open(path, "rb") as fh:
+                fh.seek(int(info["hdrLoc"]))
+                header = fits.Header.fromfile(fh)
+        needed = int(info["datLoc"]) + data_nbytes(header)
+        if needed > size:
+            raise InputFileError(
+                f"{path}: FITS file is truncated (HDU {i} needs {needed} bytes, the file has "
+                f"{size}); re-copy or re-download it."
+            )
+
+
+@contextmanager
+def open_fits(path: Path, *, memmap: bool = True) -> Iterator[fits.HDUList]:
+    """Open ``path`` read-only, every header parsed and every data unit checked for truncation.
+
+    Raises
+    ------
+    InputFileError
+        When the file is not FITS, has a damaged header, or is truncated.
+    """
+    try:
+        with warnings.catch_warnings():
+            # truncation is reported below as one clear error, not as astropy's warning
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            hdul = fits.open(path, memmap=memmap, lazy_load_hdus=False, mode="readonly")
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise _not_fits(path, exc) from None
+    try:
+        try:
+            check_complete(hdul, path)
+        except (KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, InputFileError):
+                raise
+            raise _not_fits(path, exc) from None
+        yield hdul
+    finally:
+        hdul.close()
+
+
+def read_hdu_pixels(hdu: fits.ImageHDU | fits.PrimaryHDU, path: Path) -> np.ndarray:
+    """The HDU's stored pixels (as astropy gives them); InputFileError if there are none."""
+    try:
+        data = hdu.data
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputFileError(
+            f"{path}: pixel data of HDU {hdu.name!r} cannot be read ({_first_line(exc)}); "
+            "re-copy the file."
+        ) from None
+    if data is None:
+        raise InputFileError(f"{path}: HDU {hdu.name!r} has no pixel data; expected an image.")
+    return data
+
+
+def read_primary_header(path: Path) -> tuple[fits.Header, PixelLayout]:
+    """The primary header of ``path`` and its pixel layout, after the truncation check.
+
+    Only the header blocks are read (fast); the truncation check compares the size the header
+    implies with the file size.
+
+    Raises
+    ------
+    InputFileError
+        When the file is not FITS, the header is damaged, or the data are truncated.
+    """
+    try:
+        with open(path, "rb") as fh:
+            header = fits.Header.fromfile(fh)
+            offset = fh.tell()
+        needed = offset + data_nbytes(header)
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise _not_fits(path, exc) from None
+    size = os.path.getsize(path)
+    if needed > size:
+        raise InputFileError(
+            f"{path}: FITS file is truncated (HDU 0 needs {needed} bytes, the file has "
+            f"{size}); re-copy or re-download it."
+        )
+    return header, PixelLayout.of(header, offset, path)
+
+
+def _read_into(path: Path, buffer: bytearray, size: int, start: int = 0) -> memoryview:
+    """``size`` bytes of ``path`` from ``start``, read into ``buffer`` (grown as needed)."""
+    if len(buffer) < size:
+        buffer.extend(bytes(size - len(buffer)))
+    view = memoryview(buffer)[:size]
+    with open(path, "rb", buffering=0) as fh:
+        if start:
+            fh.seek(start)
+        got = 0
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                raise InputFileError(
+                    f"{path}: file shrank while being read ({start + got} of {start + size} "
+                    "bytes); re-copy it and re-run."
+                )
+            got += n
+    return view
+
+
+def _decode(view: memoryview, layout: PixelLayout, *, start: int = 0) -> np.ndarray:
+    raw = np.frombuffer(view, dtype=layout.dtype, count=layout.count, offset=layout.offset - start)
+    return raw.reshape(layout.shape)
+
+
+def read_primary(
+    path: Path, buffer: bytearray | None = None
+) -> tuple[fits.Header, np.ndarray, str]:
+    """Header, physical pixels (see :func:`physical`, ``dtype=None``) and SHA-256 of ``path``.
+
+    The file is read once: the same bytes are hashed and decoded. Pass a ``buffer`` to reuse
+    between calls (it grows as needed; float pixels returned without scaling are a view into
+    it, valid until the next call).
+    """
+    header, layout = read_primary_header(path)
+    size = os.path.getsize(path)
+    view = _read_into(path, bytearray(size) if buffer is None else buffer, size)
+    return header, physical(_decode(view, layout), layout.scaling), sha256_bytes(view)
+
+
+def _head_digest(head: bytes | memoryview) -> bytes:
+    # only "are the header blocks unchanged since the scan", not a content hash
+    return hashlib.blake2b(head, digest_size=16).digest()
+
+
+class Known(NamedTuple):
+    """What the header of a file said when it was scanned: enough to decode its pixels."""
+
+    size: int  # file size in bytes
+    head: bytes  # BLAKE2b of the header blocks, to check they are unchanged
+    layout: PixelLayout
+
+
+def known_layout(path: Path, layout: PixelLayout) -> Known:
+    """:class:`Known` for ``path`` from the layout :func:`read_primary_header` gave."""
+    with open(path, "rb") as fh:
+        head = fh.read(layout.offset)
+    return Known(size=os.path.getsize(path), head=_head_digest(head), layout=layout)
+
+
+def read_known(path: Path, buffer: bytearray, known: Known) -> tuple[np.ndarray, str] | None:
+    """Physical pixels and SHA-256 of ``path`` whose header was scanned as ``known``.
+
+    Same values as :func:`read_primary` without parsing the header again; None when the
+    file's size or header blocks changed since (then use :func:`read_primary`).
+    """
+    if os.path.getsize(path) != known.size:
+        return None
+    view = _read_into(path, buffer, known.size)
+    if _head_digest(view[: known.layout.offset]) != known.head:
+        return None
+    data = _decode(view, known.layout)
+    return physical(data, known.layout.scaling), sha256_bytes(view)
+
+
+def read_region(
+    path: Path,
+    *,
+    hdu: int,
+    layout: PixelLayout | None,
+    rows: slice,
+    cols: slice | None = None,
+) -> np.ndarray:
+    """Rows (and columns) of a 2-D image as float64 physical values.
+
+    With a ``layout`` (an uncompressed image) only the requested rows are read from disk, in
+    one read of the row range; otherwise (a tile-compressed image) astropy's ``section``.
+    """
+    if layout is not None:
+        ny, nx = layout.shape
+        r0, r1, step = rows.indices(ny)
+        if step == 1:
+            item = np.dtype(layout.dtype).itemsize
+            n = max(r1 - r0, 0)
+            start = layout.offset + r0 * nx * item
+            view = _read_into(path, bytearray(), n * nx * item, start)
+            raw = np.frombuffer(view, dtype=layout.dtype).reshape(n, nx)
+            if cols is not None:
+                raw = raw[:, cols]
+            return physical(raw, layout.scaling, dtype=np.float64)
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            data = hdul[hdu].section[rows, cols if cols is not None else slice(None)]
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise _not_fits(path, exc) from None
+    return np.asarray(data, dtype=np.float64)
