@@ -362,3 +362,183 @@ def test_download_streams_to_the_final_name(httpserver, dr_rows, tmp_path):
     assert digest == hashlib.sha256(body).hexdigest()
     assert [p.name for p in tmp_path.iterdir()] == ["lc.csv"]
     assert np.isfinite(parse_lightcurve_csv(body.decode(), where="f")["mjd"]).all()
+
+
+# --- bounded waits, deadlines, exact truncation counts, credentials in URLs (issue 7) --------
+
+
+def test_long_retry_after_is_capped_and_logged(httpserver, dr_rows, caplog):
+    """Regression: a 429 with Retry-After: 3600 slept silently for an hour."""
+    caplog.set_level(logging.INFO, logger="astropipe")
+    body = service_csv(dr_rows, OIDS[:1])
+    expect_id(httpserver, OIDS[0], body, oneshot=True).respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3600"}
+    )
+    expect_id(httpserver, OIDS[0], body).respond_with_response(csv_response(body))
+    start = time.monotonic()
+    frame, _ = fetch_lightcurves(
+        cfg_for(httpserver, ids=[OIDS[0]], backoff_factor=0.0, max_retry_after=1.0)
+    )
+    elapsed = time.monotonic() - start
+    assert [e[1].status_code for e in httpserver.log] == [429, 200]
+    assert 1.0 <= elapsed < 10.0
+    assert len(frame) == 14
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("waiting")]
+    url = httpserver.url_for(PATH)
+    assert waits == [
+        "waiting 1 s (Retry-After 3600 s capped at max_retry_after) before retry 1 of 2 for "
+        f"{url}?ID={OIDS[0]}&BAD_CATFLAGS_MASK=32768&FORMAT=CSV"
+    ]
+
+
+def test_retry_after_past_the_deadline_is_not_waited(httpserver):
+    httpserver.expect_request(PATH).respond_with_data(
+        "slow down", status=503, headers={"Retry-After": "30"}
+    )
+    start = time.monotonic()
+    with pytest.raises(ServiceError, match=r"within the 2 s deadline .*after the deadline"):
+        fetch_lightcurves(cfg_for(httpserver, ids=[OIDS[0]], max_retry_after=30, deadline=2))
+    assert time.monotonic() - start < 2.0
+    assert len(httpserver.log) == 1
+
+
+@pytest.mark.timeout(60)
+def test_deadline_stops_a_server_that_drips_one_byte_every_half_second(dr_rows, tmp_path):
+    """Each byte arrives well within the read timeout, so only the deadline can end this."""
+    body = service_csv(dr_rows, OIDS[:1]).encode()
+    stop = threading.Event()
+
+    def drip(request: Request) -> Response:
+        def chunks():
+            for i in range(len(body)):
+                if stop.wait(0.5):
+                    return
+                yield body[i : i + 1]
+
+        response = Response(chunks(), content_type="text/csv")
+        response.headers["Content-Length"] = str(len(body))
+        return response
+
+    server = HTTPServer(threaded=True)
+    server.expect_request(PATH).respond_with_handler(drip)
+    server.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServiceError, match=r"within the 2 s deadline \(\d+ bytes of the body"):
+            fetch_lightcurves(cfg_for(server, ids=[OIDS[0]], timeout=[2.0, 5.0], deadline=2.0))
+        elapsed = time.monotonic() - start
+        assert 2.0 <= elapsed < 4.0, elapsed  # overrun bounded by one drip, not the body
+        session = make_session(retries=0, backoff_factor=0)
+        with pytest.raises(ServiceError, match="deadline"):
+            download(session, server.url_for(PATH), tmp_path / "lc.csv", timeout=(2, 5), deadline=1)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        stop.set()
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+@pytest.mark.timeout(60)
+def test_truncation_message_gives_the_bytes_that_really_arrived(tmp_path):
+    """Regression: a body that stalls after 300 of 1000 bytes was reported "truncated after 0
+    bytes": the 300 sat in a half-filled 64 KiB read when the read timeout fired."""
+    stop = threading.Event()
+
+    def stall(request: Request) -> Response:
+        def chunks():
+            yield b"oid,mjd\n" + b"1" * 292  # 300 bytes, then nothing
+            stop.wait(10)
+
+        response = Response(chunks(), content_type="text/csv")
+        response.headers["Content-Length"] = "1000"
+        return response
+
+    server = HTTPServer(threaded=True)
+    server.expect_request("/stall.csv").respond_with_handler(stall)
+    server.start()
+    try:
+        session = make_session(retries=0, backoff_factor=0)
+        with pytest.raises(ServiceResponseError) as err:
+            download(session, server.url_for("/stall.csv"), tmp_path / "s.csv", timeout=(2, 0.5))
+        assert "body truncated after 300 bytes of the 1000 declared" in str(err.value)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        stop.set()
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+def test_truncation_count_is_exact_past_whole_reads(httpserver, tmp_path):
+    sent, declared = 150_000, 200_000  # not a multiple of the 64 KiB read size
+    cut = Response(b"1" * sent, content_type="text/csv")
+    cut.headers["Content-Length"] = str(declared)
+    cut.automatically_set_content_length = False
+    httpserver.expect_request("/big.csv").respond_with_response(cut)
+    session = make_session(retries=0, backoff_factor=0)
+    with pytest.raises(ServiceResponseError) as err:
+        download(session, httpserver.url_for("/big.csv"), tmp_path / "big.csv", timeout=(2, 5))
+    assert f"body truncated after {sent} bytes of the {declared} declared" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_credentials_in_the_configured_url_are_recorded_nowhere(
+    httpserver, dr_rows, tmp_path, monkeypatch, caplog
+):
+    """user:password@ and ?token= in ztf.irsa.url reach the server, never outputs or logs."""
+    from astropipe.config import compose
+    from astropipe.ztf.stage import run
+
+    password, token = "hunter2-PASSWORD-9c1e", "tok-SECRET-4b7d"
+    body = service_csv(dr_rows, OIDS[:1])
+    httpserver.expect_oneshot_request(PATH).respond_with_data("busy", status=503)
+    httpserver.expect_request(PATH).respond_with_response(csv_response(body))
+    host = httpserver.url_for(PATH).split("://", 1)[1]
+    url = f"http://astro:{password}@{host}?api_token={token}&mode=lc"
+    root = Path(__file__).resolve().parents[1]
+    params = compose(root=root)
+    params["ztf"]["source"] = "irsa"
+    params["ztf"]["irsa"].update(
+        url=url, ids=[OIDS[0]], filters=["zg", "zr"], retries=1, backoff_factor=0.0
+    )
+    params["ztf"]["alerts"]["path"] = str(root / "data/sample/ztf/alerts")
+    params["ztf"]["alerts"]["cutouts"] = False
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ZTF_API_TOKEN", raising=False)
+    caplog.set_level(logging.DEBUG)
+    summary = run(params)
+    assert summary["lightcurve_rows_by_source"]["irsa"] == 14
+    # The server did get the credentials: basic auth and the token parameter.
+    request = httpserver.log[-1][0]
+    assert request.authorization.password == password and request.args["api_token"] == token
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 4  # alerts, light curves, report, metrics
+    for path in files:
+        data = path.read_bytes()
+        assert password.encode() not in data and token.encode() not in data, path
+    lc = pq.read_schema(tmp_path / "data/raw/ztf/lightcurves.parquet").metadata
+    assert host.encode() in b"".join(lc.values())  # the URL is recorded, minus credentials
+    # The test server's own access log (werkzeug) shows what it received: not ours to scrub.
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")
+    assert "HTTP/1.1" in logged and host.split("/")[0] in logged  # urllib3's request lines
+    assert password not in logged and token not in logged
+    # Errors too: a failing run names the URL, not its secrets.
+    httpserver.clear()
+    httpserver.expect_request(PATH).respond_with_data("denied", status=403)
+    with pytest.raises(ServiceError, match="HTTP 403") as err:
+        run(params)
+    assert password not in str(err.value) and token not in str(err.value)
+    assert "api_token=%2A%2A%2A" in str(err.value)
+
+
+def test_redact_params_keeps_credential_free_values_identical():
+    from astropipe.sources.redact import redact_params, scrub_text
+
+    params = {"url": "https://irsa.example/p", "token_env": "ZTF_API_TOKEN", "n": [1, "x"]}
+    assert redact_params(params) == params
+    assert redact_params({"u": ["https://a:b@h/p?key=v&x=1"]}) == {
+        "u": ["https://h/p?key=%2A%2A%2A&x=1"]
+    }
+    text = "GET https://a:b@h/p?x=1&access_token=zz9 failed; password=pw1"
+    assert scrub_text(text) == "GET https://h/p?x=1&access_token=*** failed; password=***"

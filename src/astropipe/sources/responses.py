@@ -6,13 +6,23 @@ Used by :mod:`astropipe.sources.http`; every message is scrubbed of the session'
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import requests
+import urllib3.exceptions
 
 from astropipe.errors import ServiceResponseError
+from astropipe.sources.redact import scrub_text
 
-__all__ = ["EXPECT", "scrub", "check_type", "read_body", "looks_like_html"]
+__all__ = [
+    "EXPECT",
+    "DeadlineExceeded",
+    "scrub",
+    "check_type",
+    "read_body",
+    "looks_like_html",
+]
 
 #: What a caller may ask for → the Content-Types accepted for it. ``None`` = any type.
 EXPECT: dict[str, tuple[str, ...] | None] = {
@@ -22,20 +32,27 @@ EXPECT: dict[str, tuple[str, ...] | None] = {
     "any": None,
 }
 
+
+class DeadlineExceeded(Exception):
+    """Internal: the call's deadline passed; :mod:`astropipe.sources.http` turns it into a
+    :class:`~astropipe.errors.ServiceError` naming the URL (never reaches a user as is)."""
+
+
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 _CHUNK = 1 << 16
 
 
 def scrub(text: str, session: requests.Session) -> str:
-    """Remove the session's credentials from ``text`` (defence in depth for error messages)."""
+    """Remove the session's token, URL user info and ``secret=value`` pairs from ``text``.
+
+    Defence in depth: messages are built from credential-free URLs already, but a server may
+    echo what it was sent (an HTML title, an error body).
+    """
     auth = session.headers.get("Authorization")
     if isinstance(auth, bytes):
         auth = auth.decode("latin-1")
-    if auth:
-        secret = auth.split(" ", 1)[-1]
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    secret = auth.split(" ", 1)[-1] if auth else ""
+    return scrub_text(text, (secret,) if secret else ())
 
 
 def _media_type(response: requests.Response) -> str:
@@ -83,36 +100,70 @@ def read_body(
     session: requests.Session,
     sink: Callable[[bytes], object],
     check: Callable[[bytes], object] | None = None,
+    *,
+    deadline: float | None = None,
 ) -> int:
     """Stream the body into ``sink(chunk)``; check the byte count against Content-Length.
 
     ``check(first_chunk)`` runs before anything reaches ``sink``, so a refused body (an HTML
-    page) is never written.
+    page) is never written. Bytes are taken as they arrive (``read1``), not in fixed 64 KiB
+    blocks: so ``deadline`` (a :func:`time.monotonic` end time) is checked after every
+    arrival, however slowly a server drips, and a cut body reports exactly the bytes that came.
+
+    Raises
+    ------
+    ServiceResponseError
+        The body was cut short (the message gives the bytes received and declared).
+    DeadlineExceeded
+        ``deadline`` passed before the body was complete.
     """
     received = 0
+    raw = response.raw
     try:
-        for chunk in response.iter_content(_CHUNK):
+        while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded(f"{received} bytes of the body received")
+            chunk = raw.read1(_CHUNK, decode_content=True)
+            if not chunk:
+                break
             if check is not None and received == 0:
                 check(chunk)
             received += len(chunk)
             sink(chunk)
-    except requests.exceptions.RequestException as exc:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         declared = response.headers.get("Content-Length")
         expected = f" of the {declared} declared" if declared else ""
-        try:
-            received = max(received, int(response.raw.tell()))
-        except (AttributeError, TypeError, ValueError):
-            pass
-        detail = f" after {received} bytes{expected} ({exc.__class__.__name__})"
+        count = f"{received} bytes"
+        if _encoded(response):  # Content-Length counts the compressed bytes on the wire
+            count = f"{_wire_bytes(response)} bytes ({received} decoded)"
+        detail = f" after {count}{expected} ({_reason(exc)})"
         raise _truncated(shown, detail, session) from None
     finally:
         response.close()
     declared = response.headers.get("Content-Length")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-    if declared is not None and not encoded and declared.isdigit() and int(declared) != received:
+    short = declared is not None and declared.isdigit() and int(declared) != received
+    if short and not _encoded(response):
         detail = f": Content-Length {declared}, received {received} bytes"
         raise _truncated(shown, detail, session)
     return received
+
+
+def _encoded(response: requests.Response) -> bool:
+    return response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+
+
+def _wire_bytes(response: requests.Response) -> int | str:
+    try:
+        return int(response.raw.tell())
+    except (AttributeError, TypeError, ValueError):
+        return "?"
+
+
+def _reason(exc: BaseException) -> str:
+    """``ProtocolError: IncompleteRead``-style name of what broke, without its (URL) text."""
+    name = exc.__class__.__name__
+    inner = next((a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)), None)
+    return f"{name}: {inner.__class__.__name__}" if inner is not None else name
 
 
 def _truncated(shown: str, detail: str, session: requests.Session) -> ServiceResponseError:

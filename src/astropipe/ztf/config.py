@@ -84,6 +84,8 @@ class IrsaConfig:
     timeout: list[float] = field(default_factory=lambda: [5.0, 60.0])
     retries: int = 4
     backoff_factor: float = 0.5
+    max_retry_after: float = 60.0
+    deadline: float | None = 600.0
     token_env: str = "ZTF_API_TOKEN"
     bad_catflags_mask: int = 32768
 

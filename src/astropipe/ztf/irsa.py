@@ -256,13 +256,18 @@ def fetch_lightcurves(
     own = session is None
     if session is None:
         session = make_session(
-            retries=cfg.retries, backoff_factor=cfg.backoff_factor, token=load_token(cfg.token_env)
+            retries=cfg.retries,
+            backoff_factor=cfg.backoff_factor,
+            token=load_token(cfg.token_env),
+            max_retry_after=cfg.max_retry_after,
         )
     frames: list[pd.DataFrame] = []
     responses: dict[str, str] = {}
     try:
         for params in queries:
-            fetched: Fetched = get_text(session, cfg.url, params, timeout=cfg.timeout, expect="csv")
+            fetched: Fetched = get_text(
+                session, cfg.url, params, timeout=cfg.timeout, expect="csv", deadline=cfg.deadline
+            )
             frames.append(
                 parse_lightcurve_csv(
                     fetched.text,
