@@ -1,19 +1,30 @@
 """Atomic writes: write to a temporary sibling, then rename into place.
 
 A crash or an exception never leaves a half-written output under the final name, and the
-temporary file or directory is removed on failure.
+temporary file or directory is removed on failure. A process killed outright (SIGKILL, power
+loss) cannot clean up: its ``.<name>.XXXXXXXX.tmp`` sibling stays behind until the next writer
+of the same output, holding that output's lock (:mod:`astropipe.io.lock`), calls
+:func:`remove_stale_temps`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_dir", "replace_dir"]
+__all__ = ["atomic_path", "atomic_dir", "replace_dir", "stale_temps", "remove_stale_temps"]
+
+log = logging.getLogger(__name__)
+
+# tempfile's random names: 8 characters from this alphabet (tempfile._RandomNameSequence)
+_RANDOM = r"[a-z0-9_]{8}"
 
 
 def _umask() -> int:
@@ -81,3 +92,41 @@ def replace_dir(src: Path, target: Path) -> None:
     os.replace(src, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Temporary siblings of ``target`` left by a killed writer, in name order.
+
+    Only names this module creates match: ``.<name>.XXXXXXXX.tmp`` (8 characters from
+    tempfile's alphabet) and ``.<name>.old`` (see :func:`replace_dir`), owned by the current
+    user and not symlinks. Anything else next to ``target`` is never listed.
+    """
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.({_RANDOM}\.tmp|old)")
+    if not target.parent.is_dir():
+        return []
+    out = []
+    for entry in sorted(target.parent.iterdir()):
+        if not pattern.fullmatch(entry.name):
+            continue
+        st = entry.lstat()
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        out.append(entry)
+    return out
+
+
+def remove_stale_temps(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove :func:`stale_temps` of ``target``; return what was removed.
+
+    Call it only while holding ``target``'s lock (:class:`astropipe.io.lock.OutputLock`):
+    without it, a live writer's temporary directory would look stale.
+    """
+    removed = stale_temps(target)
+    for path in removed:
+        log.warning("removing %s, left by an interrupted run", path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed

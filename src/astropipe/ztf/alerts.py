@@ -10,13 +10,21 @@ The packet format is documented in the ZTF Avro Alert Schema
   ``candid``; their cutouts are JPEG, later ones gzip-compressed FITS;
 - ``prv_candidates`` mixes detections and upper limits: a limit has ``candid`` null and only
   ``diffmaglim`` set.
+
+Because the schema travels with the packet, a corrupt or hostile packet brings its own schema.
+Before any record is read, the writer schema must be a record with a ``candidate`` field, use
+the ``null`` codec (every ZTF packet does; a compressed block could expand without bound), and
+have no array whose items can be encoded in zero bytes: such an array lets a corrupt item count
+of 2^62 spin forever on no input. Every other type consumes at least one byte per value, so
+decoding a packet is bounded by its size. At most two records are read.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +50,9 @@ _AVRO_TO_ARROW = {
     "boolean": pa.bool_(),
     "bytes": pa.binary(),
 }
-_TYPES_BY_VERSION: dict[str, dict[str, pa.DataType]] = {}
+_SCHEMA_INFO: dict[str, tuple[str | None, dict[str, pa.DataType]]] = {}
+#: Distinct writer schemas remembered (ZTF has used about a dozen).
+_SCHEMA_CACHE_SIZE = 64
 
 
 @dataclass(slots=True)
@@ -53,6 +63,11 @@ class DecodedAlert:
     schemavsn: str
     record: dict[str, Any]
     candidate_types: dict[str, pa.DataType]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"
 
 
 def _arrow_type(avro_type: Any) -> pa.DataType | None:
@@ -85,6 +100,86 @@ def _candidate_types(schema: Mapping[str, Any]) -> dict[str, pa.DataType]:
     return {}
 
 
+def _zero_size(tp: Any, named: Mapping[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    """True when a value of Avro type ``tp`` can be encoded in zero bytes."""
+    if isinstance(tp, str):
+        if tp == "null":
+            return True
+        if tp in named and tp not in seen:
+            return _zero_size(named[tp], named, seen | {tp})
+        return False  # every other primitive, and unions/arrays/maps, take >= 1 byte
+    if isinstance(tp, dict):
+        kind = tp.get("type")
+        if kind in ("record", "error"):
+            name = str(tp.get("name"))
+            fields = tp.get("fields") or []
+            return all(_zero_size(f.get("type"), named, seen | {name}) for f in fields)
+        if kind == "fixed":
+            return tp.get("size") == 0
+        if kind in ("array", "map", "enum"):
+            return False
+        return _zero_size(kind, named, seen)
+    return False  # a union: its branch index takes >= 1 byte
+
+
+def _walk(tp: Any) -> Iterator[Any]:
+    """Every type node below ``tp`` (named references are not followed)."""
+    yield tp
+    if isinstance(tp, list):
+        for t in tp:
+            yield from _walk(t)
+    elif isinstance(tp, dict):
+        for f in tp.get("fields", []) if isinstance(tp.get("fields"), list) else []:
+            if isinstance(f, dict):
+                yield from _walk(f.get("type"))
+        for key in ("items", "values"):
+            if key in tp:
+                yield from _walk(tp[key])
+        if isinstance(tp.get("type"), (dict, list)):
+            yield from _walk(tp["type"])
+
+
+def _schema_problem(schema: Any, codec: str) -> str | None:
+    """Why the writer ``schema`` cannot be a ZTF alert schema safe to decode, or None."""
+    if codec != "null":
+        return f"codec {codec!r} (ZTF packets are written uncompressed, codec 'null')"
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        kind = schema.get("type") if isinstance(schema, dict) else schema
+        return f"writer schema is {str(kind)[:40]!r}, not a record"
+    names = [f.get("name") for f in schema.get("fields", []) if isinstance(f, dict)]
+    if "candidate" not in names:
+        return "writer schema has no 'candidate' field"
+    nodes = list(_walk(schema))
+    named: dict[str, Any] = {}
+    for n in nodes:
+        if isinstance(n, dict) and n.get("type") in ("record", "error", "fixed", "enum"):
+            named[str(n.get("name"))] = n
+            named[f"{n.get('namespace')}.{n.get('name')}"] = n
+    for node in nodes:
+        if isinstance(node, dict) and node.get("type") == "array":
+            if _zero_size(node.get("items"), named):
+                return "writer schema has an array of zero-byte items (decoding could not end)"
+    return None
+
+
+def _schema_info(reader: Any) -> tuple[str | None, dict[str, pa.DataType]]:
+    """The problem of the reader's writer schema (or None) and its candidate column types.
+
+    Cached on the schema text, not on the version a packet claims: a corrupt packet claiming
+    "4.02" must not decide the column types of the genuine 4.02 packets read after it.
+    """
+    key = str(reader.metadata.get("avro.schema", ""))
+    info = _SCHEMA_INFO.get(key)
+    if info is None:
+        problem = _schema_problem(
+            reader.writer_schema, str(reader.metadata.get("avro.codec", "null"))
+        )
+        info = (problem, {} if problem else _candidate_types(reader.writer_schema))
+        if len(_SCHEMA_INFO) < _SCHEMA_CACHE_SIZE:  # a stream of corrupt schemas stays bounded
+            _SCHEMA_INFO[key] = info
+    return info
+
+
 def decode_packet(packet: Packet) -> DecodedAlert:
     """Decode one packet (an Avro Object Container file holding one alert).
 
@@ -102,20 +197,27 @@ def decode_packet(packet: Packet) -> DecodedAlert:
     try:
         reader = fastavro.reader(io.BytesIO(packet.data))
         schema = reader.writer_schema
-        records = list(reader)
+        problem, types = _schema_info(reader)
+        # two records are enough to tell "not one alert"; a corrupt count must not fill memory
+        records = [] if problem else list(itertools.islice(reader, 2))
     except Exception as exc:  # fastavro raises many types for corrupt input
         raise InputFileError(
-            f"{packet.name}: Avro decoding failed ({type(exc).__name__}: {exc}); the packet is "
-            "truncated or corrupt — re-fetch it."
+            f"{packet.name}: Avro decoding failed ({type(exc).__name__}: {_one_line(exc)}); "
+            "the packet is truncated or corrupt — re-fetch it."
         ) from exc
-    if len(records) != 1 or "candidate" not in records[0]:
+    if problem:
+        raise InputFileError(
+            f"{packet.name}: not a ZTF alert packet: {problem}; re-fetch it or remove it."
+        )
+    if len(records) != 1 or not isinstance(records[0], dict) or "candidate" not in records[0]:
         raise InputFileError(
             f"{packet.name}: expected one ZTF alert record with a 'candidate', found "
             f"{len(records)} record(s); is this a ZTF alert packet?"
         )
     record = records[0]
-    version = _schema_version(record, schema)
-    types = _TYPES_BY_VERSION.get(version)
-    if types is None:  # a schema version is a fixed contract: map its types once
-        types = _TYPES_BY_VERSION.setdefault(version, _candidate_types(schema))
-    return DecodedAlert(packet.name, version, record, types)
+    if not isinstance(record["candidate"], dict):
+        raise InputFileError(
+            f"{packet.name}: 'candidate' is a {type(record['candidate']).__name__}, expected a "
+            "record; is this a ZTF alert packet?"
+        )
+    return DecodedAlert(packet.name, _schema_version(record, schema), record, types)

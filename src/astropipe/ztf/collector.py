@@ -3,11 +3,19 @@
 An :class:`AlertCollector` gathers column lists as packets are decoded (in this process or in
 worker processes, whose collectors are merged in input order) and builds the Arrow tables at
 the end with an explicit schema taken from the packets' own writer schemas.
+
+Duplicate ``candid``: the same alert can arrive in several packets (re-serialised under a newer
+schema, or re-sent with different content). One packet wins, by one rule that does not depend
+on input order or file names: the newest schema version, then the packet bytes with the
+smallest SHA-256. Only the winner's rows reach the alerts table *and* the light curves (its
+candidate and its ``prv_candidates``), and only its stamps are kept; the others are logged and
+listed by :meth:`AlertCollector.duplicates`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +24,11 @@ import pyarrow as pa
 
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, ZTF_BANDS
 from astropipe.ztf.alerts import JD_MJD_OFFSET, DecodedAlert
+from astropipe.ztf.checks import stamp_dir
 
-__all__ = ["AlertCollector"]
+__all__ = ["AlertCollector", "AlertMeta", "stamp_files"]
+
+log = logging.getLogger(__name__)
 
 _STAMPS = (
     ("cutoutScience", "science"),
@@ -64,6 +75,40 @@ def _isdiffpos(value: Any) -> str | None:
     return "f" if _negative(value) else "t"
 
 
+@dataclass(frozen=True, slots=True)
+class AlertMeta:
+    """What an alert row does not show: its packet's SHA-256, light-curve rows and stamps."""
+
+    sha256: str
+    lc_rows: int
+    stamps: tuple[str, ...]
+
+
+def stamp_files(rec: Mapping[str, Any], *, keep_jpeg: bool) -> tuple[list[tuple[str, bytes]], int]:
+    """The stamps of a checked alert as ``(relative file name, bytes)``, and JPEGs skipped.
+
+    File names are ``<objectId or alertId<n>>/<candid>_<kind>.fits`` built only from checked
+    identifiers (see :mod:`astropipe.ztf.checks`), never from other packet text.
+    """
+    out = []
+    skipped = 0
+    folder = stamp_dir(rec)
+    candid = int(rec.get("candid", rec["candidate"].get("candid")))
+    for key, kind in _STAMPS:
+        stamp = rec.get(key)
+        if not stamp or not stamp.get("stampData"):
+            continue
+        data = stamp["stampData"]
+        if data[:2] == b"\x1f\x8b":
+            out.append((f"{folder}/{candid}_{kind}.fits", data))
+        elif data[:3] == b"\xff\xd8\xff":
+            if keep_jpeg:
+                out.append((f"{folder}/{candid}_{kind}.jpg", data))
+            else:
+                skipped += 1
+    return out, skipped
+
+
 @dataclass
 class AlertCollector:
     """Accumulate decoded alerts into column lists for the alerts and light-curve tables.
@@ -100,12 +145,15 @@ class AlertCollector:
     versions: dict[str, int] = field(default_factory=dict)
     lc_skipped_no_object: int = 0
     jpeg_skipped: int = 0
+    meta: list[AlertMeta] = field(default_factory=list)
 
-    def add(self, alert: DecodedAlert) -> list[tuple[str, bytes]]:
-        """Add one alert; return its stamps as ``(relative file name, bytes)`` to write.
+    def add(self, alert: DecodedAlert, *, sha256: str = "") -> list[tuple[str, bytes]]:
+        """Add one checked alert; return its stamps as ``(relative file name, bytes)`` to write.
 
-        FITS stamps are returned still gzip-compressed (decompress with :func:`gzip.decompress`
-        before writing), so the caller can do that work off the decoding thread.
+        ``alert`` must have passed :func:`astropipe.ztf.checks.check_alert`. ``sha256`` (of the
+        packet bytes) breaks ties between packets with the same ``candid``. FITS stamps are
+        returned still gzip-compressed (decompress with :func:`gzip.decompress` before
+        writing), so the caller can do that work off the decoding thread.
         """
         rec = alert.record
         cand = rec["candidate"]
@@ -113,7 +161,9 @@ class AlertCollector:
         for name, tp in alert.candidate_types.items():
             self._merge_type(name, tp)
         prv = rec.get("prv_candidates") or []
-        row = dict(cand)
+        # only fields whose type this packet's schema declares: a value of another type
+        # must not land in a column typed by another packet's schema
+        row = {k: v for k, v in cand.items() if k in alert.candidate_types or k in _CORE_NAMES}
         row.update(
             objectId=rec.get("objectId"),
             candid=rec.get("candid", cand.get("candid")),
@@ -133,15 +183,21 @@ class AlertCollector:
             self._add_lc(object_id, cand, upper_limit=False)
             for p in prv:
                 self._add_lc(object_id, p, upper_limit=p.get("candid") is None)
+            n_lc = 1 + len(prv)
         else:
             self.lc_skipped_no_object += 1 + len(prv)
-        if not self.stamps:
-            return []
-        return self._stamps(rec, object_id or f"alertId{rec.get('alertId')}")
+            n_lc = 0
+        stamps: list[tuple[str, bytes]] = []
+        if self.stamps:
+            stamps, jpeg = stamp_files(rec, keep_jpeg=self.keep_jpeg)
+            self.jpeg_skipped += jpeg
+        self.meta.append(AlertMeta(sha256, n_lc, tuple(name for name, _ in stamps)))
+        return stamps
 
     def merge(self, other: AlertCollector) -> None:
         """Append the rows of ``other`` (collected after this one's) to this collector."""
         self.alert_rows.extend(other.alert_rows)
+        self.meta.extend(other.meta)
         for key, values in other.lc.items():
             self.lc[key].extend(values)
         for name, tp in other.types.items():
@@ -171,39 +227,72 @@ class AlertCollector:
         lc["ra"].append(c.get("ra"))
         lc["dec"].append(c.get("dec"))
 
-    def _stamps(self, rec: Mapping[str, Any], object_id: str) -> list[tuple[str, bytes]]:
-        out = []
-        candid = rec.get("candid", rec["candidate"].get("candid"))
-        for key, kind in _STAMPS:
-            stamp = rec.get(key)
-            if not stamp or not stamp.get("stampData"):
-                continue
-            data = stamp["stampData"]
-            if data[:2] == b"\x1f\x8b":
-                out.append((f"{object_id}/{candid}_{kind}.fits", data))
-            elif data[:3] == b"\xff\xd8\xff":
-                if self.keep_jpeg:
-                    out.append((f"{object_id}/{candid}_{kind}.jpg", data))
-                else:
-                    self.jpeg_skipped += 1
-        return out
-
     # ------------------------------------------------------------------ tables
+    def winners(self) -> list[int]:
+        """Indices of the alert rows kept: one per ``candid`` (see the module docstring)."""
+        best: dict[Any, int] = {}
+        for i, row in enumerate(self.alert_rows):
+            old = best.get(row["candid"])
+            if old is None or self._beats(i, old):
+                best[row["candid"]] = i
+        return sorted(best.values())
+
+    def duplicates(self) -> list[dict[str, Any]]:
+        """Every ``candid`` seen in more than one packet: the packet kept and those dropped."""
+        groups: dict[Any, list[int]] = {}
+        for i, row in enumerate(self.alert_rows):
+            groups.setdefault(row["candid"], []).append(i)
+        kept = set(self.winners())
+        out = []
+        for candid, idx in groups.items():
+            if len(idx) < 2:
+                continue
+            (win,) = [i for i in idx if i in kept]
+            out.append(
+                {
+                    "candid": candid,
+                    "kept": self.alert_rows[win]["packet"],
+                    "dropped": [self.alert_rows[i]["packet"] for i in idx if i != win],
+                    "same_content": len({self.meta[i].sha256 for i in idx}) == 1,
+                }
+            )
+        return sorted(out, key=lambda d: d["candid"])
+
+    def _beats(self, i: int, j: int) -> bool:
+        vi = _version_key(self.alert_rows[i]["schemavsn"])
+        vj = _version_key(self.alert_rows[j]["schemavsn"])
+        if vi != vj:
+            return vi > vj
+        return self.meta[i].sha256 < self.meta[j].sha256
+
     def alerts_table(self) -> pa.Table:
         """The alerts table: core columns first, then every candidate field sorted by name.
 
-        Duplicate ``candid`` (the same alert re-serialised under a newer schema) keep the row
-        of the newest schema version.
+        One row per ``candid``: the packet with the newest schema version, then the smallest
+        SHA-256, wins (see the module docstring).
         """
-        rows = _dedupe_by_candid(self.alert_rows)
+        rows = sorted(
+            (self.alert_rows[i] for i in self.winners()), key=lambda r: (r["jd"], r["candid"])
+        )
         extra = sorted(set(self.types) - _CORE_NAMES)
         fields = [pa.field(n, t) for n, t in _CORE] + [pa.field(n, self.types[n]) for n in extra]
         arrays = [pa.array(_column(rows, f), type=f.type) for f in fields]
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def lightcurve_columns(self) -> dict[str, np.ndarray | list[Any]]:
-        """The light-curve rows gathered so far, as columns (not yet deduplicated)."""
-        return self.lc
+        """The light-curve rows of the winning packets, as columns (not yet deduplicated)."""
+        if len(self.meta) != len(self.alert_rows):  # rows added without meta: keep all
+            return self.lc
+        keep = set(self.winners())
+        if len(keep) == len(self.alert_rows):
+            return self.lc
+        spans = []
+        start = 0
+        for i, m in enumerate(self.meta):
+            if i in keep:
+                spans.append((start, start + m.lc_rows))
+            start += m.lc_rows
+        return {k: [v for a, b in spans for v in col[a:b]] for k, col in self.lc.items()}
 
 
 def _column(rows: list[dict[str, Any]], fld: pa.Field) -> list[Any]:
@@ -218,13 +307,3 @@ def _version_key(v: str) -> tuple[float, ...]:
         return tuple(float(x) for x in v.split("."))
     except ValueError:
         return (-1.0,)
-
-
-def _dedupe_by_candid(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    best: dict[Any, dict[str, Any]] = {}
-    for row in rows:
-        key = row["candid"]
-        old = best.get(key)
-        if old is None or _version_key(row["schemavsn"]) > _version_key(old["schemavsn"]):
-            best[key] = row
-    return sorted(best.values(), key=lambda r: (r["jd"], r["candid"]))

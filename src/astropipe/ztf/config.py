@@ -30,6 +30,7 @@ class AlertsConfig:
     archive_url: str = "https://ztf.uw.edu/alerts/public"
     nights: list[str] = field(default_factory=list)
     cache_dir: str = "data/cache/ztf_archive"
+    max_member_bytes: int = 64 * 1024 * 1024
 
     def validate(self) -> AlertsConfig:
         """Check that every night is a quoted ``YYYYMMDD`` calendar date, listed once."""

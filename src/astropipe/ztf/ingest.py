@@ -4,13 +4,24 @@ The main process only streams packets (from files or a night tarball) and hands 
 worker processes, which decode them, write their cutout stamps, and return compact column
 lists. Batches are merged in submission order, so the result is identical whatever the number
 of workers; at most ``2 × workers`` batches are in flight, which bounds memory.
+
+A packet is either ingested whole (its rows and its stamps) or quarantined whole: it is
+decoded, checked (:func:`astropipe.ztf.checks.check_alert`) and its stamps are decompressed
+(bounded by :data:`MAX_STAMP_BYTES`) before anything of it is kept.
+
+Stamps are created with ``O_EXCL``, so two packets with the same ``candid`` (possibly in two
+worker processes at once) never overwrite each other's file: the second one writes a hidden
+side file instead, and :func:`ingest_packets` keeps the stamps of the packet that wins the
+``candid`` rule (see :mod:`astropipe.ztf.collector`) once every packet has been read.
 """
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import logging
+import os
+import re
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,37 +30,101 @@ from pathlib import Path
 
 from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
-from astropipe.ztf.collector import AlertCollector
+from astropipe.ztf.checks import check_alert
+from astropipe.ztf.collector import AlertCollector, stamp_files
 from astropipe.ztf.packets import Packet
 
-__all__ = ["AlertIngest", "process_batch", "ingest_packets", "BATCH_SIZE"]
+__all__ = ["AlertIngest", "process_batch", "ingest_packets", "BATCH_SIZE", "MAX_STAMP_BYTES"]
 
 log = logging.getLogger(__name__)
 
 #: Packets per batch handed to a worker (about 20 MB of v4 packets).
 BATCH_SIZE = 256
 
+#: Largest decompressed stamp accepted; a ZTF stamp (63×63 float32 FITS) is about 20 kB, and
+#: a gzip stream can expand a thousandfold.
+MAX_STAMP_BYTES = 16 * 1024 * 1024
+
+# One path component made by stamp_files: never empty, '.', '..' or with a separator.
+_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
 
 @dataclass
 class AlertIngest:
-    """Everything read from the packets: collected rows, quarantine list, input hashes."""
+    """Everything read from the packets: collected rows, quarantine list, input hashes.
+
+    ``packets`` counts every packet seen (decoded or quarantined); ``skipped_members`` lists
+    tar members that held no packet (links, devices). ``stamp_sides`` lists ``(final name,
+    packet sha256, side name)`` for stamps whose final name was already taken by a packet with
+    the same ``candid``.
+    """
 
     collector: AlertCollector
     quarantined: list[dict[str, str]] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    packets: int = 0
     stamps_written: int = 0
+    skipped_members: list[dict[str, str]] = field(default_factory=list)
+    stamp_sides: list[tuple[str, str, str]] = field(default_factory=list)
 
     def merge(self, other: AlertIngest) -> None:
         """Append ``other`` (the next batch in input order) to this result."""
         self.collector.merge(other.collector)
         self.quarantined.extend(other.quarantined)
         self.inputs.update(other.inputs)
+        self.packets += other.packets
+        self.skipped_members.extend(other.skipped_members)
         self.stamps_written += other.stamps_written
+        self.stamp_sides.extend(other.stamp_sides)
 
 
-def _write_stamp(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+def _stamp_bytes(packet: str, name: str, data: bytes) -> bytes:
+    """The file content of one stamp: gunzipped and checked FITS, or the JPEG as is."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, MAX_STAMP_BYTES + 1)
+    except zlib.error as exc:
+        raise InputFileError(
+            f"{packet}: cutout {name} is not valid gzip ({exc}); the packet is corrupt — "
+            "re-fetch it."
+        ) from None
+    if len(out) > MAX_STAMP_BYTES:
+        raise InputFileError(
+            f"{packet}: cutout {name} expands to more than {MAX_STAMP_BYTES} bytes (a ZTF "
+            "stamp is about 20 kB); the packet is corrupt — re-fetch it."
+        )
+    if not d.eof or not out.startswith(b"SIMPLE  ="):
+        raise InputFileError(
+            f"{packet}: cutout {name} is {'truncated' if not d.eof else 'not a FITS image'} "
+            "after gunzip; the packet is corrupt — re-fetch it."
+        )
+    return out
+
+
+def _safe_dest(cutout_dir: Path, rel: str) -> Path:
+    # stamp_files builds names from checked ids only; this guards the invariant anyway
+    parts = rel.split("/")
+    if len(parts) != 2 or not all(_SAFE_PART.fullmatch(p) for p in parts):
+        raise InputFileError(f"cutout name {rel!r} is not <id>/<candid>_<kind>; not written")
+    return cutout_dir / parts[0] / parts[1]
+
+
+def _create(dest: Path, data: bytes) -> bool:
+    """Write ``data`` to a new file ``dest``; False when ``dest`` already exists."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return True
+
+
+def _side_name(rel: str, sha256: str) -> str:
+    folder, name = rel.split("/")
+    return f"{folder}/.{name}.{sha256[:16]}.dup"
 
 
 def process_batch(
@@ -60,25 +135,79 @@ def process_batch(
     Raises
     ------
     InputFileError
-        For the first undecodable packet when ``fail`` is true; otherwise it is quarantined.
+        For the first unreadable, undecodable or inconsistent packet when ``fail`` is true;
+        otherwise it is quarantined (listed with its reason) and the batch goes on.
     """
     result = AlertIngest(AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None))
     for packet in packets:
-        result.inputs[packet.name] = packet.sha256
+        result.packets += 1
         try:
+            if packet.problem is not None:
+                raise InputFileError(f"{packet.name}: {packet.problem}.")
+            result.inputs[packet.name] = sha = packet.sha256
             alert = decode_packet(packet)
+            check_alert(alert)
+            files = []
+            if cutout_dir is not None:
+                stamps, _ = stamp_files(alert.record, keep_jpeg=keep_jpeg)
+                files = [(n, _stamp_bytes(packet.name, n, d)) for n, d in stamps]
         except InputFileError as exc:
             if fail:
                 raise
             log.warning("quarantined %s", exc)
             result.quarantined.append({"file": packet.name, "reason": str(exc)})
             continue
-        stamps = result.collector.add(alert)
-        if cutout_dir is not None:
-            for name, data in stamps:
-                _write_stamp(cutout_dir / name, data)
-            result.stamps_written += len(stamps)
+        result.collector.add(alert, sha256=sha)
+        if cutout_dir is None:
+            continue
+        for rel, data in files:
+            dest = _safe_dest(cutout_dir, rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not _create(dest, data):  # same candid seen before: keep both until resolved
+                side = _side_name(rel, sha)
+                (cutout_dir / side).write_bytes(data)
+                result.stamp_sides.append((rel, sha, side))
+        result.stamps_written += len(files)
     return result
+
+
+def _resolve_stamps(total: AlertIngest, cutout_dir: Path) -> None:
+    """Leave exactly the stamps of each ``candid``'s winning packet under their final names."""
+    col = total.collector
+    groups: dict[object, list[int]] = {}
+    for i, row in enumerate(col.alert_rows):
+        groups.setdefault(row["candid"], []).append(i)
+    sides: dict[str, list[tuple[str, str]]] = {}
+    for final, sha, side in total.stamp_sides:
+        sides.setdefault(final, []).append((sha, side))
+    winners = set(col.winners())
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        (win,) = [i for i in idx if i in winners]
+        win_names = set(col.meta[win].stamps)
+        names = sorted({n for i in idx for n in col.meta[i].stamps})
+        for name in names:
+            pending = sides.pop(name, [])
+            if name in win_names:
+                src = next((s for sha, s in pending if sha == col.meta[win].sha256), None)
+                if src is not None:  # the winner came second: its bytes are in a side file
+                    os.replace(cutout_dir / src, cutout_dir / name)
+                    pending = [(sha, s) for sha, s in pending if s != src]
+            else:  # only losers had this stamp
+                (cutout_dir / name).unlink(missing_ok=True)
+            for _, s in pending:
+                (cutout_dir / s).unlink(missing_ok=True)
+    for pending in sides.values():  # pragma: no cover - every side belongs to a group
+        for _, s in pending:
+            (cutout_dir / s).unlink(missing_ok=True)
+    for folder in {n.split("/")[0] for n, _, _ in total.stamp_sides}:
+        try:  # a loser's objectId folder left empty
+            (cutout_dir / folder).rmdir()
+        except OSError:
+            pass
+    total.stamp_sides.clear()
+    total.stamps_written = sum(len(col.meta[i].stamps) for i in winners)
 
 
 def _batched(packets: Iterable[Packet], size: int) -> Iterator[list[Packet]]:
@@ -112,13 +241,24 @@ def ingest_packets(
     if workers <= 1:
         for batch in batches:
             total.merge(process_batch(batch, **kwargs))
-        return total
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        in_flight: deque[Future[AlertIngest]] = deque()
-        for batch in batches:
-            in_flight.append(pool.submit(process_batch, batch, **kwargs))
-            if len(in_flight) >= 2 * workers:
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            in_flight: deque[Future[AlertIngest]] = deque()
+            for batch in batches:
+                in_flight.append(pool.submit(process_batch, batch, **kwargs))
+                if len(in_flight) >= 2 * workers:
+                    total.merge(in_flight.popleft().result())
+            while in_flight:
                 total.merge(in_flight.popleft().result())
-        while in_flight:
-            total.merge(in_flight.popleft().result())
+    for dup in total.collector.duplicates():
+        log.warning(
+            "candid %s in %d packets%s: kept %s (newest schema, then smallest SHA-256), dropped %s",
+            dup["candid"],
+            1 + len(dup["dropped"]),
+            "" if dup["same_content"] else " with different content",
+            dup["kept"],
+            ", ".join(dup["dropped"]),
+        )
+    if cutout_dir is not None:
+        _resolve_stamps(total, cutout_dir)
     return total

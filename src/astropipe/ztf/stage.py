@@ -7,10 +7,14 @@ Outputs (paths from ``ztf.outputs``):
   ``prv_candidates`` (upper limits flagged) plus DR light curves, unique on
   ``(object_id, mjd, band)``;
 - ``cutouts/<objectId>/<candid>_<kind>.fits``: decompressed stamps;
-- the report (quarantined packets with reasons) and the metrics JSON.
+- the report (quarantined packets with reasons, skipped tar members, duplicate ``candid``) and
+  the metrics JSON.
 
 The output directory is built in a temporary sibling and swapped in at the end, so a failed
-run leaves the previous output untouched.
+run leaves the previous output untouched. A run holds ``<outputs.dir>.lock`` while it writes: a
+second run on the same outputs is refused, and the holder removes the temporary siblings a
+killed run left behind (see docs/recovery.md). A run in which no packet decodes fails instead
+of replacing good outputs with empty ones.
 """
 
 from __future__ import annotations
@@ -26,15 +30,16 @@ import pandas as pd
 import pyarrow as pa
 
 from astropipe.compute import ComputeConfig
-from astropipe.errors import AstropipeError
-from astropipe.io.atomic import atomic_dir
+from astropipe.errors import AstropipeError, ConfigError, InputFileError
+from astropipe.io.atomic import atomic_dir, remove_stale_temps
+from astropipe.io.lock import OutputLock
 from astropipe.io.tables import write_json, write_parquet
 from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
 from astropipe.provenance import provenance
 from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.config import ZtfConfig
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
-from astropipe.ztf.packets import iter_packets
+from astropipe.ztf.packets import ReadStats, iter_packets
 
 __all__ = ["run", "ingest_alerts"]
 
@@ -64,28 +69,35 @@ def ingest_alerts(
 
     When ``cfg.alerts.nights`` is set, the nights are fetched from the alert archive (into
     ``cfg.alerts.cache_dir``) and their tarballs are read instead of ``cfg.alerts.path``.
-    Undecodable packets are quarantined (listed with the reason) unless
-    ``cfg.on_error == "fail"``, in which case the first one raises.
+    Unreadable, oversized or undecodable packets are quarantined (listed with the reason)
+    unless ``cfg.on_error == "fail"``, in which case the first one raises. Tar members that
+    are links or devices are skipped and listed in ``skipped_members``.
     """
+    stats = ReadStats()
+    max_bytes = cfg.alerts.max_member_bytes
     if cfg.alerts.nights:
         from astropipe.ztf.archive import fetch_nights
 
         tarballs = fetch_nights(cfg.alerts)
-        chained = itertools.chain.from_iterable(iter_packets(p) for p in tarballs)
+        chained = itertools.chain.from_iterable(
+            iter_packets(p, max_bytes=max_bytes, stats=stats) for p in tarballs
+        )
         packets = itertools.islice(chained, limit)
     else:
-        packets = iter_packets(cfg.alerts.path, limit=limit)
+        packets = iter_packets(cfg.alerts.path, limit=limit, max_bytes=max_bytes, stats=stats)
     if progress:
         from tqdm import tqdm
 
         packets = tqdm(packets, desc="alerts", unit="pkt")
-    return ingest_packets(
+    result = ingest_packets(
         packets,
         keep_jpeg=cfg.alerts.jpeg_cutouts == "keep",
         cutout_dir=cutout_dir if cfg.alerts.cutouts else None,
         fail=cfg.on_error == "fail",
         workers=workers,
     )
+    result.skipped_members = stats.skipped
+    return result
 
 
 def _alert_lightcurves(collector: AlertCollector) -> pd.DataFrame:
@@ -124,9 +136,11 @@ def _planned_nights(cfg: ZtfConfig) -> list[dict[str, Any]]:
 def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> dict[str, Any]:
     lc = lightcurves.to_pandas()
     return {
-        "packets": len(ingest.inputs),
+        "packets": ingest.packets,
         "alerts": alerts.num_rows,
         "quarantined": len(ingest.quarantined),
+        "duplicate_candids": len(ingest.collector.duplicates()),
+        "tar_members_skipped": _kinds(ingest.skipped_members),
         "schema_versions": dict(sorted(ingest.collector.versions.items())),
         "lightcurve_rows": lightcurves.num_rows,
         "lightcurve_upper_limits": int(lc["is_upper_limit"].sum()) if len(lc) else 0,
@@ -138,6 +152,32 @@ def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> di
         "cutouts_written": ingest.stamps_written,
         "jpeg_cutouts_skipped": ingest.collector.jpeg_skipped,
     }
+
+
+def _kinds(skipped: list[dict[str, str]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in skipped:
+        out[s["kind"]] = out.get(s["kind"], 0) + 1
+    return dict(sorted(out.items()))
+
+
+def check_limit(limit: int | None) -> None:
+    """Refuse a ``--limit`` that is not a positive integer (0 or -1 would read nothing)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(
+            f"--limit {limit}: expected a positive number of packets/rows, or no --limit to read "
+            "everything; nothing was read or written."
+        )
+
+
+def _all_undecodable(cfg: ZtfConfig, ingest: AlertIngest, out_dir: Path) -> InputFileError:
+    first = ingest.quarantined[0]["reason"] if ingest.quarantined else "no reason recorded"
+    where = f"ztf.alerts.nights={cfg.alerts.nights}" if cfg.alerts.nights else cfg.alerts.path
+    return InputFileError(
+        f"{where}: 0 of {ingest.packets} packets decodable (first: {first}); nothing written, "
+        f"{out_dir} keeps its previous content — fix the input or point ztf.alerts.path at "
+        "good packets."
+    )
 
 
 def run(
@@ -165,6 +205,7 @@ def run(
     dict
         The stage metrics (also written to ``ztf.outputs.metrics`` unless ``dry_run``).
     """
+    check_limit(limit)
     cfg = ZtfConfig.from_params(params)
     compute = ComputeConfig.from_params(params)
     workers = 1 if compute.scheduler == "synchronous" else compute.workers
@@ -176,9 +217,10 @@ def run(
             ingest = ingest_alerts(
                 cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers
             )
-            summary["packets"] = len(ingest.inputs)
+            summary["packets"] = ingest.packets
             summary["alerts_decoded"] = len(ingest.collector.alert_rows)
             summary["quarantined"] = ingest.quarantined
+            summary["skipped_members"] = ingest.skipped_members
         summary["outputs"] = asdict(cfg.outputs)
         if cfg.source == "irsa":
             from astropipe.sources.http import safe_url
@@ -201,11 +243,34 @@ def run(
                 f"ztf.outputs.{name}={target} is outside ztf.outputs.dir={out_dir}; "
                 "keep every ingest_ztf output under one directory (it is one DVC output)."
             )
+    with OutputLock(out_dir, writer="ingest_ztf"):
+        # under the lock no other writer is alive: every temporary sibling is a killed run's
+        for target in (out_dir, Path(out.report), Path(out.metrics)):
+            remove_stale_temps(target)
+        summary, report = _write_outputs(cfg, params, out_dir, limit, progress, workers)
+        write_json(report, out.report)
+        write_json(summary, out.metrics)
+    log.info("ingest_ztf: %s", summary)
+    return summary
+
+
+def _write_outputs(
+    cfg: ZtfConfig,
+    params: Mapping[str, Any],
+    out_dir: Path,
+    limit: int | None,
+    progress: bool,
+    workers: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build every output in a temporary sibling of ``out_dir`` and swap it in."""
+    out = cfg.outputs
     with atomic_dir(out_dir) as tmp:
         cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
         ingest = ingest_alerts(
             cfg, cutout_dir=cutouts, limit=limit, progress=progress, workers=workers
         )
+        if ingest.packets and not ingest.collector.alert_rows:
+            raise _all_undecodable(cfg, ingest, out_dir)
         dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
         if limit is not None and cfg.source == "irsa":
             dr_frame = dr_frame.head(limit)
@@ -229,7 +294,10 @@ def run(
             units=LIGHTCURVE_UNITS,
         )
         summary = _summary(ingest, alerts, lightcurves)
-    write_json({**summary, "quarantined": ingest.quarantined}, out.report)
-    write_json(summary, out.metrics)
-    log.info("ingest_ztf: %s", summary)
-    return summary
+    report = {
+        **summary,
+        "quarantined": ingest.quarantined,
+        "skipped_members": ingest.skipped_members,
+        "duplicate_candids": ingest.collector.duplicates(),
+    }
+    return summary, report
