@@ -27,7 +27,7 @@ from astropipe.config import find_root, load_params
 
 __all__ = ["main"]
 
-CLIP = {"low": 3.0, "high": 3.0, "cenfunc": "median", "stdfunc": "std", "maxiters": 1}
+CLIP = {"low": 3.0, "high": 3.0, "cenfunc": "median", "maxiters": 1}
 
 
 def make_frames(directory: Path, n: int, size: int) -> list[Path]:

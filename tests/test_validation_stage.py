@@ -383,7 +383,11 @@ def test_new_context_per_run_gives_the_same_summary(
             1.0,
             r"unknown column\(s\) \['objectid'\]",
         ),
-        (("tables", "alerts", "completeness", "candid"), 1.5, "not a fraction"),
+        (
+            ("tables", "alerts", "completeness", "candid"),
+            1.5,
+            r"candid: 1.5 is not valid; expected a fraction in \[0, 1\]",
+        ),
         (("ranges", "mjd"), [62000.0, 57000.0], r"validation\.ranges\.mjd"),
         (("tables", "images"), {"path": "x", "build": "y"}, r"unknown table\(s\) \['images'\]"),
         (("colour",), "red", r"unknown key\(s\) \['colour'\]"),

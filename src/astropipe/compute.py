@@ -11,30 +11,30 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from astropipe.config import choice, from_mapping
+from astropipe.configtypes import MemorySize, PositiveInt, from_mapping
 from astropipe.errors import ConfigError
 
-__all__ = ["ComputeConfig", "scheduler", "parse_bytes"]
+__all__ = ["ComputeConfig", "scheduler", "parse_bytes", "memory_budget"]
 
-SCHEDULERS = ("synchronous", "threads", "processes", "distributed")
+Scheduler = Literal["synchronous", "threads", "processes", "distributed"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 
 
 @dataclass(frozen=True)
 class ComputeConfig:
     """The ``compute`` section of params.yaml."""
 
-    scheduler: str = "threads"
+    scheduler: Scheduler = "threads"
     address: str | None = None
-    workers: int = 2
-    memory_limit: str = "4GB"
+    workers: PositiveInt = 2
+    memory_limit: MemorySize = "4GB"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ComputeConfig:
         """Build from the full params mapping (its ``compute`` section, defaults if absent)."""
         cfg = from_mapping(cls, params.get("compute", {}) or {}, where="compute")
-        choice(cfg.scheduler, SCHEDULERS, where="compute.scheduler")
         if cfg.scheduler == "distributed" and not cfg.address:
             raise ConfigError(
                 "compute.address: required when compute.scheduler=distributed; "
@@ -58,6 +58,29 @@ def parse_bytes(text: str | int) -> int:
         raise ConfigError(
             f"memory size {text!r} is not understood; write e.g. 4GB or 512MiB."
         ) from exc
+
+
+def memory_budget(compute: ComputeConfig, limit: str | None = None) -> int:
+    """Bytes a stage may use: its own ``limit`` if given, else ``compute.memory_limit``.
+
+    ``compute.memory_limit`` is the budget of one run; a stage's own limit (e.g.
+    ``calibration.memory_limit``) may narrow it, never exceed it.
+
+    Raises
+    ------
+    ConfigError
+        When ``limit`` is larger than ``compute.memory_limit``.
+    """
+    total = parse_bytes(compute.memory_limit)
+    if limit is None:
+        return total
+    own = parse_bytes(limit)
+    if own > total:
+        raise ConfigError(
+            f"memory limit {limit} exceeds compute.memory_limit={compute.memory_limit}; "
+            "lower the stage's limit or raise compute.memory_limit."
+        )
+    return own
 
 
 @contextlib.contextmanager

@@ -5,12 +5,23 @@ from __future__ import annotations
 import sys
 
 from astropipe.config import compose_and_dump
+from astropipe.errors import AstropipeError
+
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Compose ``params.yaml`` in the repository root; extra arguments are Hydra overrides."""
+    """Compose ``params.yaml`` in the repository root; extra arguments are Hydra overrides.
+
+    A bad value, an unknown key or a missing conf/ file prints one line and returns 1;
+    params.yaml is then left as it was.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    out = compose_and_dump("params.yaml", args)
+    try:
+        out = compose_and_dump("params.yaml", args)
+    except AstropipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {out}")
     return 0
 

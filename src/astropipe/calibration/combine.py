@@ -26,8 +26,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
+
+from astropipe.configtypes import PositiveFloat, PositiveInt
 
 __all__ = [
     "ClipConfig",
@@ -40,8 +43,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-COMBINE_METHODS = ("median", "average")
-CENTER_FUNCS = ("median", "mean")
+CombineMethod = Literal["median", "average"]
+CenterFunc = Literal["median", "mean"]
+COMBINE_METHODS: tuple[str, ...] = get_args(CombineMethod)
+CENTER_FUNCS: tuple[str, ...] = get_args(CenterFunc)
 
 #: astropy's ``mad_std`` factor, 1 / Φ⁻¹(3/4): the standard deviation of a Gaussian from its MAD.
 _MAD_TO_STD = 1.482602218505602
@@ -52,18 +57,17 @@ class ClipConfig:
     """σ-clipping before combining (ccdproc ``sigma_clip_*`` arguments)."""
 
     enabled: bool = False
-    low: float = 3.0
-    high: float = 3.0
-    cenfunc: str = "median"
-    stdfunc: str = "std"
-    maxiters: int = 1
+    low: PositiveFloat = 3.0  # in standard deviations (population std, ddof=0, as astropy)
+    high: PositiveFloat = 3.0
+    cenfunc: CenterFunc = "median"
+    maxiters: PositiveInt = 1
 
 
 @dataclass(frozen=True)
 class CombineConfig:
     """How a master is combined from its frames."""
 
-    method: str = "median"
+    method: CombineMethod = "median"
     clip: ClipConfig = field(default_factory=ClipConfig)
 
 

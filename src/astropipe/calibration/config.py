@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
 
-from astropipe.calibration.combine import CENTER_FUNCS, COMBINE_METHODS, CombineConfig
-from astropipe.calibration.sections import OVERSCAN_METHODS
-from astropipe.config import choice, from_mapping
+from pydantic import AfterValidator
+
+from astropipe.calibration.combine import CombineConfig
+from astropipe.compute import ComputeConfig, memory_budget
+from astropipe.configtypes import (
+    MemorySize,
+    NonEmptyList,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    from_mapping,
+)
 from astropipe.errors import ConfigError
+
+
+def _odd(n: int) -> int:
+    if n < 1 or n % 2 == 0:
+        raise ValueError("a positive odd integer (the kernel needs a centre pixel)")
+    return n
+
+
+OddPositiveInt = Annotated[int, AfterValidator(_odd)]
 
 __all__ = [
     "InputsConfig",
@@ -27,7 +45,7 @@ class InputsConfig:
     """Where the raw frames are."""
 
     path: str = "data/sample/ccd/night"
-    patterns: list[str] = field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
+    patterns: NonEmptyList = field(default_factory=lambda: ["*.fits", "*.fit", "*.fts"])
 
 
 @dataclass(frozen=True)
@@ -43,29 +61,29 @@ class OutputsConfig:
 class DetectorConfig:
     """Gain, read noise and saturation: a value here overrides the header keywords."""
 
-    gain: float | None = None
-    read_noise: float | None = None
-    saturation: float | None = None
+    gain: PositiveFloat | None = None
+    read_noise: NonNegativeFloat | None = None
+    saturation: PositiveFloat | None = None
     gain_keywords: list[str] = field(default_factory=lambda: ["GAIN", "EGAIN"])
     read_noise_keywords: list[str] = field(default_factory=lambda: ["RDNOISE", "READNOIS"])
     saturation_keywords: list[str] = field(default_factory=lambda: ["SATURATE", "SATLEVEL"])
-    default_saturation: float = 65535.0
+    default_saturation: PositiveFloat = 65535.0
 
 
 @dataclass(frozen=True)
 class OverscanConfig:
     """Overscan subtraction from BIASSEC (skipped for frames without BIASSEC)."""
 
-    method: str = "median"
-    axis: int | None = None
+    method: Literal["median", "mean"] = "median"
+    axis: Literal[0, 1] | None = None
 
 
 @dataclass(frozen=True)
 class FlatConfig:
     """Flat-field normalisation and bad-pixel limits."""
 
-    bad_low: float = 0.5
-    bad_high: float = 1.5
+    bad_low: PositiveFloat = 0.5
+    bad_high: PositiveFloat = 1.5
 
 
 @dataclass(frozen=True)
@@ -73,16 +91,16 @@ class CosmicsConfig:
     """astroscrappy.detect_cosmics parameters (see its documentation)."""
 
     enabled: bool = True
-    sigclip: float = 4.5
-    sigfrac: float = 0.3
-    objlim: float = 5.0
-    niter: int = 4
+    sigclip: PositiveFloat = 4.5
+    sigfrac: PositiveFloat = 0.3
+    objlim: PositiveFloat = 5.0
+    niter: PositiveInt = 4
     sepmed: bool = True
-    cleantype: str = "meanmask"
-    fsmode: str = "median"
-    psfmodel: str = "gauss"
-    psffwhm: float = 2.5
-    psfsize: int = 7
+    cleantype: Literal["median", "medmask", "meanmask", "idw"] = "meanmask"
+    fsmode: Literal["median", "convolve"] = "median"
+    psfmodel: Literal["gauss", "gaussx", "gaussy", "moffat"] = "gauss"
+    psffwhm: PositiveFloat = 2.5
+    psfsize: OddPositiveInt = 7
 
 
 @dataclass(frozen=True)
@@ -99,28 +117,26 @@ class CalibrationConfig:
     flat: FlatConfig = field(default_factory=FlatConfig)
     require_dark: bool = False
     cosmics: CosmicsConfig = field(default_factory=CosmicsConfig)
-    memory_limit: str = "512MB"
-    tile_rows: int | None = None
+    memory_limit: MemorySize | None = "512MB"
+    tile_rows: PositiveInt | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> CalibrationConfig:
-        """Build from the full params mapping and check every choice."""
+        """Build from the full params mapping, checking every key's type and range.
+
+        A null ``memory_limit`` becomes ``compute.memory_limit``; a larger one is refused.
+        """
         cfg = from_mapping(cls, params.get("calibration", {}) or {}, where="calibration")
-        for name in ("bias", "dark", "flat_combine"):
-            comb: CombineConfig = getattr(cfg, name)
-            choice(comb.method, COMBINE_METHODS, where=f"calibration.{name}.method")
-            choice(comb.clip.cenfunc, CENTER_FUNCS, where=f"calibration.{name}.clip.cenfunc")
-            choice(comb.clip.stdfunc, ("std",), where=f"calibration.{name}.clip.stdfunc")
-            if comb.clip.maxiters < 1:
-                raise ConfigError(f"calibration.{name}.clip.maxiters: must be >= 1.")
-        choice(cfg.overscan.method, OVERSCAN_METHODS, where="calibration.overscan.method")
-        if cfg.overscan.axis not in (None, 0, 1):
-            raise ConfigError("calibration.overscan.axis: choose null (auto), 0 or 1.")
+        compute = ComputeConfig.from_params(params)
+        try:
+            memory_budget(compute, cfg.memory_limit)
+        except ConfigError as exc:
+            raise ConfigError(f"calibration.memory_limit: {exc}") from None
+        if cfg.memory_limit is None:
+            cfg = replace(cfg, memory_limit=compute.memory_limit)
         if not 0 < cfg.flat.bad_low < 1 < cfg.flat.bad_high:
             raise ConfigError(
                 "calibration.flat: need 0 < bad_low < 1 < bad_high, found "
                 f"{cfg.flat.bad_low}, {cfg.flat.bad_high}."
             )
-        if cfg.tile_rows is not None and cfg.tile_rows < 1:
-            raise ConfigError("calibration.tile_rows: must be >= 1, or null for automatic.")
         return cfg

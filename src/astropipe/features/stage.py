@@ -10,8 +10,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from astropipe.config import from_mapping
-from astropipe.errors import ConfigError
+from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
 from astropipe.features.stats import FEATURE_COLUMNS, compute_features
 from astropipe.io.tables import read_parquet, write_json, write_parquet
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
@@ -57,24 +56,15 @@ class FeaturesOutputs:
 class FeaturesConfig:
     """The ``features`` section of params.yaml."""
 
-    inputs: list[str] = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
-    min_points: int = 3
-    use_upper_limits: bool = False
-    exclude_flags: int = FLAG_NEGATIVE_DIFF
+    inputs: NonEmptyList = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
+    min_points: PositiveInt = 3
+    exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF
     outputs: FeaturesOutputs = field(default_factory=FeaturesOutputs)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FeaturesConfig:
-        """Build from the full params mapping."""
-        cfg = from_mapping(cls, params.get("features") or {}, where="features")
-        if cfg.min_points < 1:
-            raise ConfigError(f"features.min_points: must be >= 1, found {cfg.min_points}.")
-        if cfg.use_upper_limits:
-            raise ConfigError(
-                "features.use_upper_limits: true is not supported yet (limits are not "
-                "magnitudes); set it to false."
-            )
-        return cfg
+        """Build from the full params mapping, checking every key's type and range."""
+        return from_mapping(cls, params.get("features") or {}, where="features")
 
 
 def _load(cfg: FeaturesConfig) -> tuple[pd.DataFrame, dict[str, str]]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from astropipe.config import from_mapping
+from astropipe.configtypes import Fraction, NonEmptyList, Pair, from_mapping
 from astropipe.errors import ConfigError
 
 __all__ = [
@@ -33,19 +33,19 @@ class TableConfig:
 
     path: str
     build: str
-    completeness: dict[str, float] = field(default_factory=dict)
+    completeness: dict[str, Fraction] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RangesConfig:
     """Plausibility ranges shared by the contracts."""
 
-    ra: list[float] = field(default_factory=lambda: [0.0, 360.0])
-    dec: list[float] = field(default_factory=lambda: [-90.0, 90.0])
-    mag: list[float] = field(default_factory=lambda: [10.0, 25.0])
-    limiting_mag: list[float] = field(default_factory=lambda: [10.0, 25.0])
-    mjd: list[float] = field(default_factory=lambda: [57000.0, 62000.0])
-    bands: list[str] = field(default_factory=lambda: ["zg", "zr", "zi"])
+    ra: Pair = field(default_factory=lambda: [0.0, 360.0])
+    dec: Pair = field(default_factory=lambda: [-90.0, 90.0])
+    mag: Pair = field(default_factory=lambda: [10.0, 25.0])
+    limiting_mag: Pair = field(default_factory=lambda: [10.0, 25.0])
+    mjd: Pair = field(default_factory=lambda: [57000.0, 62000.0])
+    bands: NonEmptyList = field(default_factory=lambda: ["zg", "zr", "zi"])
 
     def validate(self) -> RangesConfig:
         """Check every ``[min, max]`` pair; return self."""
@@ -74,10 +74,12 @@ class FramesConfig:
     masters: str
     build: str
     pattern: str = "*.fits"
-    min_finite_fraction: float = 1.0
-    min_err_positive_fraction: float = 1.0
-    filters: list[str] = field(default_factory=lambda: ["U", "B", "V", "R", "I"])
-    mjd: list[float] = field(default_factory=lambda: [40587.0, 88069.0])
+    min_finite_fraction: Fraction = 1.0
+    min_err_positive_fraction: Fraction = 1.0
+    filters: NonEmptyList = field(
+        default_factory=lambda: ["U", "B", "V", "R", "I", "u", "g", "r", "i", "z"]
+    )
+    mjd: Pair = field(default_factory=lambda: [40587.0, 88069.0])
 
     def validate(self) -> FramesConfig:
         """Check the fractions, the filter list and the MJD range; return self."""
@@ -100,7 +102,7 @@ class CubeCollectionConfig:
     input_dir: str
     glob: str
     build: str
-    min_finite_fraction: float = 1.0
+    min_finite_fraction: Fraction = 1.0
 
 
 @dataclass(frozen=True)

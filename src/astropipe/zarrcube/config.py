@@ -4,27 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from astropipe.config import choice, from_mapping
+from pydantic import AfterValidator
+
+from astropipe.configtypes import NonNegativeInt, PositiveInt, from_mapping
 from astropipe.errors import ConfigError
 
 __all__ = ["ChunksConfig", "CompressorConfig", "CollectionConfig", "ZarrConfig", "KINDS"]
 
+Kind = Literal["lwa", "ccd"]
+Compressor = Literal["zstd", "blosc", "gzip", "none"]
+BloscCname = Literal["lz4", "lz4hc", "zstd", "zlib", "blosclz"]
+BloscShuffle = Literal["noshuffle", "shuffle", "bitshuffle"]
 #: Collection kinds: how files are grouped into time steps and which variables they give.
-KINDS = ("lwa", "ccd")
-COMPRESSORS = ("zstd", "blosc", "gzip", "none")
-BLOSC_CNAMES = ("lz4", "lz4hc", "zstd", "zlib", "blosclz")
-BLOSC_SHUFFLES = ("noshuffle", "shuffle", "bitshuffle")
+KINDS: tuple[str, ...] = get_args(Kind)
+COMPRESSORS: tuple[str, ...] = get_args(Compressor)
+BLOSC_CNAMES: tuple[str, ...] = get_args(BloscCname)
+BLOSC_SHUFFLES: tuple[str, ...] = get_args(BloscShuffle)
+#: Valid compression levels per compressor (zstd accepts more, these are the useful ones).
+LEVELS = {"zstd": (1, 22), "blosc": (0, 9), "gzip": (1, 9), "none": (0, 0)}
+
+
+def _all_or_positive(n: int) -> int:
+    if n < 1 and n != -1:
+        raise ValueError("a positive integer, or -1 for all in one chunk")
+    return n
+
+
+#: Chunk length along an axis: positive, or -1 for the whole axis.
+ChunkLength = Annotated[int, AfterValidator(_all_or_positive)]
 
 
 @dataclass(frozen=True)
 class ChunksConfig:
     """Chunk shape: ``time`` steps per chunk, ``frequency`` channels (-1 = all), sky tile."""
 
-    time: int = 1
-    frequency: int = -1
-    sky: int = 512
+    time: PositiveInt = 1
+    frequency: ChunkLength = -1
+    sky: PositiveInt = 512
 
     def validate(self, where: str) -> ChunksConfig:
         """Check that every size is a positive integer (``frequency`` may be -1)."""
@@ -40,17 +58,18 @@ class ChunksConfig:
 class CompressorConfig:
     """The compressor applied to every chunk."""
 
-    name: str = "blosc"
-    level: int = 1
-    cname: str = "zstd"
-    shuffle: str = "shuffle"
+    name: Compressor = "blosc"
+    level: NonNegativeInt = 1
+    cname: BloscCname = "zstd"
+    shuffle: BloscShuffle = "shuffle"
 
     def validate(self, where: str) -> CompressorConfig:
-        """Check the compressor name and its options against the valid choices."""
-        choice(self.name, COMPRESSORS, where=f"{where}.name")
-        if self.name == "blosc":
-            choice(self.cname, BLOSC_CNAMES, where=f"{where}.cname")
-            choice(self.shuffle, BLOSC_SHUFFLES, where=f"{where}.shuffle")
+        """Check the level against the range of the chosen compressor."""
+        lo, hi = LEVELS[self.name]
+        if self.name != "none" and not lo <= self.level <= hi:
+            raise ConfigError(
+                f"{where}.level: {self.level} is not valid for {self.name}; expected {lo} to {hi}."
+            )
         return self
 
 
@@ -58,15 +77,14 @@ class CompressorConfig:
 class CollectionConfig:
     """One collection: where its FITS files are and where its store goes."""
 
-    kind: str
+    kind: Kind
     input_dir: str
     glob: str
     output: str
     metrics: str
 
     def validate(self, where: str) -> CollectionConfig:
-        """Check the collection kind."""
-        choice(self.kind, KINDS, where=f"{where}.kind")
+        """Nothing beyond the declared types (kept for callers); return self."""
         return self
 
 
@@ -76,10 +94,10 @@ class ZarrConfig:
 
     collections: dict[str, CollectionConfig] = field(default_factory=dict)
     chunks: ChunksConfig = field(default_factory=ChunksConfig)
-    zarr_format: int = 3
+    zarr_format: Literal[2, 3] = 3
     compressor: CompressorConfig = field(default_factory=CompressorConfig)
     rebuild: bool = False
-    read_workers: int = 2
+    read_workers: PositiveInt = 2
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ZarrConfig:
@@ -97,10 +115,11 @@ class ZarrConfig:
             )
             for name, c in sorted(raw.items())
         }
-        if cfg.zarr_format not in (2, 3):
-            raise ConfigError(f"zarr.zarr_format: {cfg.zarr_format!r} is not valid; choose 2 or 3.")
-        if cfg.read_workers < 1:
-            raise ConfigError(f"zarr.read_workers: must be >= 1, found {cfg.read_workers}.")
+        if not isinstance(cfg.rebuild, bool):  # "no", "false", "off" are not false: refuse them
+            raise ConfigError(
+                f"zarr.rebuild: expected true or false, found {cfg.rebuild!r}; set "
+                "zarr.rebuild=true to replace the store, false to extend it."
+            )
         cfg.chunks.validate("zarr.chunks")
         cfg.compressor.validate("zarr.compressor")
         return cls(
@@ -108,7 +127,7 @@ class ZarrConfig:
             chunks=cfg.chunks,
             zarr_format=cfg.zarr_format,
             compressor=cfg.compressor,
-            rebuild=bool(cfg.rebuild),
+            rebuild=cfg.rebuild,
             read_workers=cfg.read_workers,
         )
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from astropipe.config import choice, from_mapping
+from astropipe.configtypes import (
+    Declination,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Pair,
+    PositiveFloat,
+    PositiveInt,
+    PositivePair,
+    RightAscension,
+    from_mapping,
+)
 from astropipe.errors import ConfigError
 
 #: Largest cone radius (deg) the IRSA ZTF light-curve service accepts (10 arcmin).
@@ -26,11 +36,11 @@ class AlertsConfig:
 
     path: str = "data/sample/ztf/alerts"
     cutouts: bool = True
-    jpeg_cutouts: str = "skip"
+    jpeg_cutouts: Literal["skip", "keep"] = "skip"
     archive_url: str = "https://ztf.uw.edu/alerts/public"
     nights: list[str] = field(default_factory=list)
     cache_dir: str = "data/cache/ztf_archive"
-    max_member_bytes: int = 64 * 1024 * 1024
+    max_member_bytes: PositiveInt = 64 * 1024 * 1024
 
     def validate(self) -> AlertsConfig:
         """Check that every night is a quoted ``YYYYMMDD`` calendar date, listed once."""
@@ -67,7 +77,7 @@ class DrConfig:
     """IRSA data-release bulk Parquet files (one row per object and filter)."""
 
     path: str | None = "data/sample/ztf/irsa"
-    bad_catflags_mask: int = 32768
+    bad_catflags_mask: NonNegativeInt = 32768
 
 
 @dataclass(frozen=True)
@@ -75,20 +85,20 @@ class IrsaConfig:
     """The IRSA ``nph_light_curves`` query, bounded so it defines a reproducible snapshot."""
 
     url: str = "https://irsa.ipac.caltech.edu/cgi-bin/ZTF/nph_light_curves"
-    ids: list[int] = field(default_factory=list)
-    ra: float | None = None
-    dec: float | None = None
-    radius: float | None = None
-    filters: list[str] = field(default_factory=lambda: ["zg", "zr", "zi"])
-    mjd_range: list[float] | None = None
-    limit: int | None = None
-    timeout: list[float] = field(default_factory=lambda: [5.0, 60.0])
-    retries: int = 4
-    backoff_factor: float = 0.5
-    max_retry_after: float = 60.0
-    deadline: float | None = 600.0
+    ids: list[NonNegativeInt] = field(default_factory=list)
+    ra: RightAscension | None = None
+    dec: Declination | None = None
+    radius: PositiveFloat | None = None
+    filters: list[Literal["zg", "zr", "zi"]] = field(default_factory=lambda: ["zg", "zr", "zi"])
+    mjd_range: Pair | None = None
+    limit: PositiveInt | None = None
+    timeout: PositivePair = field(default_factory=lambda: [5.0, 60.0])
+    retries: NonNegativeInt = 4
+    backoff_factor: NonNegativeFloat = 0.5
+    max_retry_after: NonNegativeFloat = 60.0
+    deadline: PositiveFloat | None = 600.0
     token_env: str = "ZTF_API_TOKEN"
-    bad_catflags_mask: int = 32768
+    bad_catflags_mask: NonNegativeInt = 32768
 
     def validate(self) -> IrsaConfig:
         """Check that the query is bounded and well formed; return self."""
@@ -136,8 +146,8 @@ class ZtfOutputs:
 class ZtfConfig:
     """The ``ztf`` section of params.yaml."""
 
-    source: str = "sample"
-    on_error: str = "quarantine"
+    source: Literal["sample", "irsa"] = "sample"
+    on_error: Literal["quarantine", "fail"] = "quarantine"
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     dr: DrConfig = field(default_factory=DrConfig)
     irsa: IrsaConfig = field(default_factory=IrsaConfig)
@@ -149,9 +159,6 @@ class ZtfConfig:
         if "ztf" not in params:
             raise ConfigError("params: no `ztf` section; run `make params` to compose params.yaml.")
         cfg = from_mapping(cls, params["ztf"], where="ztf")
-        choice(cfg.source, ("sample", "irsa"), where="ztf.source")
-        choice(cfg.on_error, ("quarantine", "fail"), where="ztf.on_error")
-        choice(cfg.alerts.jpeg_cutouts, ("skip", "keep"), where="ztf.alerts.jpeg_cutouts")
         cfg.alerts.validate()
         if cfg.source == "irsa":
             cfg.irsa.validate()
