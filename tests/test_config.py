@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 import shutil
 import subprocess
 import sys
@@ -203,7 +204,7 @@ def test_exp_run_accepts_overrides_but_not_new_keys_or_bad_values(
     data["zarr"]["rebuild"] = False
     data["zarr"]["rebuilt"] = True
     out.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="key zarr.rebuilt is not in conf/"):
+    with pytest.raises(ConfigError, match=r"zarr: unknown key\(s\) \['rebuilt'\]"):
         load_params(out)
 
 
@@ -320,3 +321,23 @@ def test_removed_keys_are_unknown(root: Path) -> None:
     for key in ("features.use_upper_limits=false", "calibration.bias.clip.stdfunc=std"):
         with pytest.raises(ConfigError, match="Could not override"):
             compose([key], root=root)
+
+
+def test_stage_script_under_exp_run_refuses_a_string_boolean(root: Path, conf_copy: Path) -> None:
+    """A stage script, as DVC runs it in an experiment: one line, exit 1, nothing created."""
+    out = compose_and_dump(conf_copy / "params.yaml", root=conf_copy)
+    out.write_text(out.read_text().replace("rebuild: false", "rebuild: 'no'"))
+    env = {**os.environ, EXP_RUN_ENV: "exp-test"}
+    proc = subprocess.run(
+        [sys.executable, str(root / "stages/fits_to_zarr.py"), "lwa"],
+        cwd=conf_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: zarr.rebuild: 'no' is not valid; expected true or false")
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in conf_copy.iterdir()) == ["conf", "params.yaml"]

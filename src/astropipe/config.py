@@ -162,9 +162,10 @@ def load_params(
         root: Path | None = find_root(p.resolve().parent)
     except MissingInputError:
         root = None
+    # The schema first: a bad value is reported as such, before any comparison or log line.
+    check_params(data, partial=root is None)
     if check_conf and root is not None:
         _check_against_conf(data, p, root)
-    check_params(data, partial=root is None)
     return data
 
 
