@@ -6,9 +6,16 @@ One row per measurement. Magnitude surveys fill ``mag``/``mag_err``; flux survey
 scale per survey is recorded in the file metadata). Rows are sorted by
 ``(object_id, band, mjd)`` and unique on ``(object_id, mjd, band)``.
 
-``flags`` is a bitmask: bits 0-15 are the survey's own quality flags (ZTF ``catflags`` for DR
-and IRSA rows), bits 16 and up are astropipe's (:data:`FLAG_NEGATIVE_DIFF`: an alert
-detection on a negative difference image).
+``flags`` is an int64 bitmask in two halves:
+
+* bits 0-31 (:data:`SURVEY_FLAGS_MASK`) hold the survey's own quality bits with their values
+  unchanged: ZTF ``catflags`` (bits 0-15) for DR and IRSA rows, TESS ``QUALITY`` (bits 0-15, and
+  bits 17-18 in eleanor HLSPs) and Kepler/K2 ``SAP_QUALITY`` (bits 0-20);
+* bits 32-62 are astropipe's own (:data:`FLAG_NEGATIVE_DIFF`: an alert detection on a negative
+  difference image; :data:`FLAG_QUALITY_MASKED`: a TESS/Kepler cadence with a quality bit of
+  the configured preset set). Bit 63 stays unused so every value is a non-negative int64.
+
+Survey bits are never shifted, so ``flags & SURVEY_FLAGS_MASK`` is the survey's own value.
 """
 
 from __future__ import annotations
@@ -24,7 +31,11 @@ __all__ = [
     "LIGHTCURVE_UNITS",
     "LIGHTCURVE_KEY",
     "ZTF_BANDS",
+    "SURVEY_FLAG_BITS",
+    "SURVEY_FLAGS_MASK",
+    "ASTROPIPE_FLAGS_MASK",
     "FLAG_NEGATIVE_DIFF",
+    "FLAG_QUALITY_MASKED",
     "to_lightcurve_table",
     "deduplicate",
 ]
@@ -61,8 +72,19 @@ LIGHTCURVE_UNITS = {
 
 LIGHTCURVE_KEY = ("object_id", "mjd", "band")
 
+#: Bits reserved for the survey's own flags: Kepler ``SAP_QUALITY`` already reaches bit 20, so
+#: astropipe's bits start well clear of any survey's, at bit 32.
+SURVEY_FLAG_BITS = 32
+#: The survey's own bits of ``flags`` (bits 0-31).
+SURVEY_FLAGS_MASK = (1 << SURVEY_FLAG_BITS) - 1
+#: astropipe's bits of ``flags`` (bits 32-62; bit 63 unused so flags stay non-negative).
+ASTROPIPE_FLAGS_MASK = ((1 << 63) - 1) & ~SURVEY_FLAGS_MASK
+
 #: ``flags`` bit of a detection on a negative difference image (ZTF alert ``isdiffpos`` f).
-FLAG_NEGATIVE_DIFF = 1 << 16
+FLAG_NEGATIVE_DIFF = 1 << SURVEY_FLAG_BITS
+#: ``flags`` bit of a TESS/Kepler/K2 cadence whose QUALITY has a bit of the configured quality
+#: preset set (``tess.quality``); the row is kept, downstream cleaning drops it.
+FLAG_QUALITY_MASKED = 1 << (SURVEY_FLAG_BITS + 1)
 
 #: ZTF filter id → IRSA band name.
 ZTF_BANDS = {1: "zg", 2: "zr", 3: "zi"}
