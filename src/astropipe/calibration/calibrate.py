@@ -32,6 +32,7 @@ __all__ = [
     "SATURATED",
     "BAD_FLAT",
     "COSMIC_RAY",
+    "NONFINITE",
     "subtract_overscan",
     "trim",
     "gain_correct",
@@ -45,10 +46,12 @@ __all__ = [
 
 
 #: Bits of the MASK extension (a pixel's value is the OR of its flags; 0 = good).
-MASK_BITS: dict[str, int] = {"SATURATED": 1, "BAD_FLAT": 2, "COSMIC_RAY": 4}
+#: NONFINITE: the raw or calibrated value is NaN or infinite (SCI is NaN there, ERR 0).
+MASK_BITS: dict[str, int] = {"SATURATED": 1, "BAD_FLAT": 2, "COSMIC_RAY": 4, "NONFINITE": 8}
 SATURATED = MASK_BITS["SATURATED"]
 BAD_FLAT = MASK_BITS["BAD_FLAT"]
 COSMIC_RAY = MASK_BITS["COSMIC_RAY"]
+NONFINITE = MASK_BITS["NONFINITE"]
 
 
 def subtract_overscan(

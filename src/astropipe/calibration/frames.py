@@ -24,6 +24,7 @@ from astropipe.io import fits as fitsio
 __all__ = [
     "FRAME_TYPES",
     "FrameInfo",
+    "HeaderValueError",
     "classify",
     "read_info",
     "discover",
@@ -70,10 +71,50 @@ def classify(header: fits.Header) -> str | None:
     return None
 
 
-def _binning(header: fits.Header) -> tuple[int, int]:
+class HeaderValueError(InputFileError):
+    """A header keyword the pipeline reads has a value it cannot use (e.g. ``EXPTIME='abc'``).
+
+    ``kind`` is the frame's kind (``science``, ``bias``, ...), so a caller can quarantine a
+    science frame and stop on a calibration frame.
+    """
+
+    def __init__(self, message: str, *, path: Path, kind: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.kind = kind
+
+
+def _number(
+    header: fits.Header, key: str, path: Path, kind: str, *, integer: bool = False
+) -> float:
+    """The value of ``key`` as a finite number (``integer``: a whole number >= 1)."""
+    value = header[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if (
+        isinstance(value, bool)
+        or not np.isfinite(number)
+        or (integer and (number < 1 or number != int(number)))
+    ):
+        expected = "a whole number >= 1" if integer else "a finite number"
+        raise HeaderValueError(
+            f"{path}: header keyword {key}={value!r} is not {expected}; fix the keyword in "
+            f"this {kind} frame's header, or move the file out of the input directory.",
+            path=path,
+            kind=kind,
+        )
+    return number
+
+
+def _binning(header: fits.Header, path: Path, kind: str) -> tuple[int, int]:
     """``(xbin, ybin)`` from XBINNING/YBINNING, CCDSUM ("1 1") or BINNING ("2x2"); default 1x1."""
     if "XBINNING" in header or "YBINNING" in header:
-        return int(header.get("XBINNING", 1)), int(header.get("YBINNING", 1))
+        return tuple(  # type: ignore[return-value]
+            int(_number(header, k, path, kind, integer=True)) if k in header else 1
+            for k in ("XBINNING", "YBINNING")
+        )
     for key, sep in (("CCDSUM", None), ("BINNING", "x")):
         value = header.get(key)
         if isinstance(value, str):
@@ -135,6 +176,9 @@ def read_info(path: str | os.PathLike[str]) -> FrameInfo | None:
 
     Raises
     ------
+    HeaderValueError
+        When EXPTIME/EXPOSURE, XBINNING/YBINNING (or CRPIXn of a trimmed frame) is not a
+        usable number; the message names the file and the keyword.
     InputFileError
         When the file is not readable FITS, is truncated, or has a malformed section keyword.
     """
@@ -172,15 +216,20 @@ def read_info(path: str | os.PathLike[str]) -> FrameInfo | None:
         if "TRIMSEC" in header
         else None
     )
-    exptime = header.get("EXPTIME", header.get("EXPOSURE"))
+    exptime_key = next((k for k in ("EXPTIME", "EXPOSURE") if k in header), None)
+    exptime = _number(header, exptime_key, path, kind) if exptime_key else None
+    if trimsec is not None:  # shifted by the trim in the calibrated frame's WCS
+        for key in ("CRPIX1", "CRPIX2"):
+            if key in header:
+                _number(header, key, path, kind)
     filt = header.get("FILTER")
     return FrameInfo(
         path=path,
         kind=kind,
         instrument=str(header.get("INSTRUME", "unknown")).strip() or "unknown",
-        binning=_binning(header),
+        binning=_binning(header, path, kind),
         filter=str(filt).strip() if filt is not None else None,
-        exptime=float(exptime) if exptime is not None else None,
+        exptime=exptime,
         shape=shape,
         hdu=index,
         biassec=biassec,
@@ -191,9 +240,22 @@ def read_info(path: str | os.PathLike[str]) -> FrameInfo | None:
 
 
 def discover(
-    directory: str | os.PathLike[str], *, patterns: Sequence[str] = ("*.fits", "*.fit", "*.fts")
+    directory: str | os.PathLike[str],
+    *,
+    patterns: Sequence[str] = ("*.fits", "*.fit", "*.fts"),
+    quarantine: dict[Path, str] | None = None,
 ) -> tuple[list[FrameInfo], list[Path]]:
     """Find and classify every frame under ``directory`` (not recursive), sorted by name.
+
+    Parameters
+    ----------
+    directory, patterns
+        Where to look, and the file-name globs.
+    quarantine
+        When given, a *science* frame whose header has an unusable value
+        (:class:`HeaderValueError`) is left out and recorded here (path → message) instead of
+        stopping the run: science frames are independent of each other. Calibration frames
+        feed every science frame of their group, so their errors always raise.
 
     Returns
     -------
@@ -220,7 +282,14 @@ def discover(
     frames: list[FrameInfo] = []
     skipped: list[Path] = []
     for path in sorted(paths):
-        info = read_info(path)
+        try:
+            info = read_info(path)
+        except HeaderValueError as exc:
+            if quarantine is None or exc.kind != "science":
+                raise
+            log.warning("%s (quarantined; the run goes on without it)", exc)
+            quarantine[path] = str(exc)
+            continue
         if info is None:
             log.warning("%s: IMAGETYP/OBSTYPE missing or not a known frame type; skipped", path)
             skipped.append(path)

@@ -16,11 +16,11 @@ import numpy as np
 from astropipe.calibration.calibrate import subtract_dark
 from astropipe.calibration.combine import CombineConfig, combine_tiled, tile_rows_for
 from astropipe.calibration.config import CalibrationConfig, DetectorConfig, OverscanConfig
-from astropipe.calibration.frames import FrameInfo, read_region
+from astropipe.calibration.frames import FrameInfo, HeaderValueError, read_region
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec
 from astropipe.calibration.sections import overscan_axis, overscan_vector
 from astropipe.compute import parse_bytes
-from astropipe.errors import ConfigError
+from astropipe.errors import ConfigError, InputFileError
 
 __all__ = [
     "Detector",
@@ -50,12 +50,17 @@ def _lookup(info: FrameInfo, value: float | None, keywords: list[str], what: str
     for key in keywords:
         if key in info.header and info.header[key] not in (None, ""):
             try:
-                return float(info.header[key])
+                value = float(info.header[key])
             except (TypeError, ValueError):
-                raise ConfigError(
-                    f"{info.path}: {key}={info.header[key]!r} is not a number; "
-                    f"set calibration.detector.{what} instead."
-                ) from None
+                value = float("nan")
+            if not np.isfinite(value):
+                raise HeaderValueError(
+                    f"{info.path}: header keyword {key}={info.header[key]!r} is not a finite "
+                    f"number; fix it, or set calibration.detector.{what} to override it.",
+                    path=info.path,
+                    kind=info.kind,
+                )
+            return value
     return None
 
 
@@ -66,6 +71,8 @@ def detector_for(info: FrameInfo, cfg: DetectorConfig) -> Detector:
     ------
     ConfigError
         When neither the config nor the header gives the gain or the read noise.
+    HeaderValueError
+        When a header keyword used for them is not a finite number.
     """
     gain = _lookup(info, cfg.gain, cfg.gain_keywords, "gain")
     rn = _lookup(info, cfg.read_noise, cfg.read_noise_keywords, "read_noise")
@@ -168,24 +175,9 @@ def build_master(
     shape = spec.frames[0].trimmed_shape
     loaders = []
     for info in spec.frames:
-        det = detector_for(info, detector)
-        b = bias.data if bias is not None else None
-        if spec.kind == "dark":
-            assert info.exptime
-            loaders.append(band_loader(info, det, overscan, bias=b, scale=1.0 / info.exptime))
-        elif spec.kind == "flat":
-            d = dark.data if dark is not None else None
-            full = band_loader(info, det, overscan, bias=b, dark=d)(0, shape[0])
-            level = float(np.median(full))
-            if not level > 0:
-                raise ConfigError(
-                    f"{info.path}: flat frame has median {level:.3g} e- after bias/dark "
-                    "subtraction; it cannot be normalised, remove it."
-                )
-            del full
-            loaders.append(band_loader(info, det, overscan, bias=b, dark=d, scale=1.0 / level))
-        else:
-            loaders.append(band_loader(info, det, overscan))
+        loaders.append(
+            _finite_only(_frame_loader(info, spec, detector, overscan, shape, bias, dark), info)
+        )
     value, err, _count = combine_tiled(
         loaders, shape, cfg, tile_rows=tile_rows, in_flight=in_flight
     )
@@ -199,6 +191,61 @@ def build_master(
         err = (err / np.float32(norm)).astype(np.float32)
     log.info("%s: %d frames combined (%s)", spec.name, len(spec.frames), cfg.method)
     return Master(spec, value, err, len(spec.frames), norm)
+
+
+def _finite_only(
+    load: Callable[[int, int], np.ndarray], info: FrameInfo
+) -> Callable[[int, int], np.ndarray]:
+    """``load``, refusing a band with a NaN/inf pixel, naming this frame.
+
+    A master is combined from finite values only (the combine does not skip NaN), and a NaN
+    in one bias would otherwise surface later as "the flat has median nan", naming the flat.
+    """
+
+    def checked(r0: int, r1: int) -> np.ndarray:
+        out = load(r0, r1)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            n = int(np.count_nonzero(bad))
+            y, x = (int(v) for v in np.argwhere(bad)[0])
+            raise InputFileError(
+                f"{info.path}: {n} NaN/inf pixel(s) in rows {r0}-{r1 - 1} of this {info.kind} "
+                f"frame (first at trimmed row {r0 + y}, column {x}; a BLANK or NaN raw value); "
+                f"a master {info.kind} needs finite pixels; replace the frame or remove it "
+                "from the input directory."
+            )
+        return out
+
+    return checked
+
+
+def _frame_loader(
+    info: FrameInfo,
+    spec: MasterSpec,
+    detector: DetectorConfig,
+    overscan: OverscanConfig,
+    shape: tuple[int, int],
+    bias: Master | None,
+    dark: Master | None,
+) -> Callable[[int, int], np.ndarray]:
+    """The band loader of one input frame of ``spec``, prepared for its kind."""
+    det = detector_for(info, detector)
+    b = bias.data if bias is not None else None
+    if spec.kind == "dark":
+        assert info.exptime
+        return band_loader(info, det, overscan, bias=b, scale=1.0 / info.exptime)
+    if spec.kind == "flat":
+        d = dark.data if dark is not None else None
+        full = _finite_only(band_loader(info, det, overscan, bias=b, dark=d), info)(0, shape[0])
+        level = float(np.median(full))
+        if not level > 0:
+            raise ConfigError(
+                f"{info.path}: flat frame has median {level:.3g} e- after bias/dark "
+                "subtraction; it cannot be normalised, remove it."
+            )
+        del full
+        return band_loader(info, det, overscan, bias=b, dark=d, scale=1.0 / level)
+    return band_loader(info, det, overscan)
 
 
 def master_tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:

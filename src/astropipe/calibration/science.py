@@ -10,6 +10,7 @@ the same inputs give byte-identical files.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from astropipe.calibration.calibrate import (
     BAD_FLAT,
     COSMIC_RAY,
     MASK_BITS,
+    NONFINITE,
     SATURATED,
     flat_bad_pixels,
     flat_correct,
@@ -30,11 +32,20 @@ from astropipe.calibration.calibrate import (
     subtract_dark,
 )
 from astropipe.calibration.config import CalibrationConfig
-from astropipe.calibration.cosmics import detect_cosmics
+from astropipe.calibration.cosmics import detect_cosmics_banded
 from astropipe.calibration.frames import FrameInfo, read_region
 from astropipe.calibration.masters import Master, band_loader, detector_for
 
-__all__ = ["Calibrated", "calibrate_frame", "output_header", "write_science", "write_master"]
+__all__ = [
+    "Calibrated",
+    "calibrate_frame",
+    "science_band_rows",
+    "output_header",
+    "write_science",
+    "write_master",
+]
+
+log = logging.getLogger(__name__)
 
 #: Keywords never copied from a raw header: structure, scaling, and sections that the trim
 #: made wrong.
@@ -81,6 +92,29 @@ class Calibrated:
         return int(np.count_nonzero(self.mask & COSMIC_RAY))
 
 
+#: Bytes of working memory per pixel of a band while it is calibrated: the float64 raw,
+#: electrons, signal, SCI and the temporaries of the error propagation (measured peak ~13
+#: float64 arrays), plus astroscrappy's float32 planes, including its 2x-subsampled Laplacian.
+_BYTES_PER_BAND_PIXEL = 128
+
+#: Fewest rows per band, whatever the budget: progress with a tiny memory limit.
+_MIN_BAND_ROWS = 128
+
+
+def science_band_rows(
+    shape: tuple[int, int], *, budget_bytes: int, held_bytes: int = 0, margin: int = 0
+) -> int:
+    """Rows per band so one band (with its ``margin`` rows each side) fits the budget.
+
+    ``held_bytes`` is what is already spoken for (the process, the masters, the output planes);
+    the band gets what remains, at least :data:`_MIN_BAND_ROWS` rows.
+    """
+    rows, cols = shape
+    free = max(budget_bytes - held_bytes, 0)
+    fit = free // (_BYTES_PER_BAND_PIXEL * max(cols, 1)) - 2 * margin
+    return int(min(rows, max(fit, _MIN_BAND_ROWS)))
+
+
 def calibrate_frame(
     info: FrameInfo,
     cfg: CalibrationConfig,
@@ -88,42 +122,77 @@ def calibrate_frame(
     bias: Master,
     flat: Master,
     dark: Master | None = None,
+    band_rows: int | None = None,
 ) -> Calibrated:
-    """Calibrate one science frame with its masters; flag saturation, bad flat and cosmic rays."""
+    """Calibrate one science frame with its masters; flag saturation, bad flat, NaN/inf pixels
+    and cosmic rays.
+
+    The frame is processed in bands of ``band_rows`` rows (None: the whole frame at once);
+    every step is per pixel, so the result does not depend on the band height. Cosmic rays are
+    found on overlapping bands (see :func:`~astropipe.calibration.cosmics.detect_cosmics_banded`).
+    Pixels whose raw value or calibrated value is NaN or infinite keep SCI = NaN, get ERR = 0
+    and the MASK bit ``NONFINITE``; they are kept out of the cosmic-ray detection.
+    """
     det = detector_for(info, cfg.detector)
-    rows = info.trimmed_shape[0]
-    electrons = band_loader(info, det, cfg.overscan)(0, rows)
-    ys, xs = info.trimsec.slices if info.trimsec else (slice(None), slice(None))
-    raw = read_region(info, ys, xs)
+    rows, cols = info.trimmed_shape
+    step = rows if band_rows is None else max(int(band_rows), 1)
+    load = band_loader(info, det, cfg.overscan)
+    ys, xs = info.trimsec.slices if info.trimsec else (slice(0, rows), slice(None))
     t = info.exptime or 0.0
-    signal = subtract_bias(electrons, bias.data)
-    if dark is not None:
-        signal = subtract_dark(signal, dark.data, t)
-    sci = flat_correct(signal, flat.data)
-    err = science_error(
-        signal,
-        read_noise_e=det.read_noise,
-        flat=flat.data,
-        dark=dark.data if dark is not None else None,
-        bias_err=bias.err,
-        dark_err=dark.err if dark is not None else None,
-        exptime=t,
-        flat_err=flat.err,
-    )
-    mask = np.zeros(sci.shape, dtype=np.uint8)
-    mask[raw >= det.saturation] |= SATURATED
-    mask[flat_bad_pixels(flat.data, low=cfg.flat.bad_low, high=cfg.flat.bad_high)] |= BAD_FLAT
+    sci_out = np.empty((rows, cols), dtype=np.float32)
+    err_out = np.empty((rows, cols), dtype=np.float32)
+    mask = np.zeros((rows, cols), dtype=np.uint8)
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        electrons = load(r0, r1)
+        raw = read_region(info, slice(ys.start + r0, ys.start + r1), xs)
+        b = bias.data[r0:r1]
+        f = flat.data[r0:r1]
+        signal = subtract_bias(electrons, b)
+        del electrons
+        if dark is not None:
+            signal = subtract_dark(signal, dark.data[r0:r1], t)
+        sci = flat_correct(signal, f)
+        err = science_error(
+            signal,
+            read_noise_e=det.read_noise,
+            flat=f,
+            dark=dark.data[r0:r1] if dark is not None else None,
+            bias_err=bias.err[r0:r1],
+            dark_err=dark.err[r0:r1] if dark is not None else None,
+            exptime=t,
+            flat_err=flat.err[r0:r1],
+        )
+        del signal
+        band = mask[r0:r1]
+        band[raw >= det.saturation] |= SATURATED
+        band[flat_bad_pixels(f, low=cfg.flat.bad_low, high=cfg.flat.bad_high)] |= BAD_FLAT
+        bad = ~(np.isfinite(raw) & np.isfinite(sci))
+        if bad.any():
+            band[bad] |= NONFINITE
+            sci[bad] = np.nan  # an inf is as unknown as a NaN
+            err[bad] = 0.0  # ERR stays finite (the validation contract); MASK says why
+        sci_out[r0:r1] = sci
+        err_out[r0:r1] = err
+        del raw, sci, err, bad
+    n_bad = int(np.count_nonzero(mask & NONFINITE))
+    if n_bad:
+        log.warning(
+            "%s: %d NaN/inf pixel(s) (%.3g%%) flagged NONFINITE in MASK",
+            info.path, n_bad, 100.0 * n_bad / mask.size,
+        )  # fmt: skip
     if cfg.cosmics.enabled:
-        cr = detect_cosmics(
-            sci,
-            err=err,
+        cr = detect_cosmics_banded(
+            sci_out,
+            err=err_out,
             read_noise=det.read_noise,
             saturation=det.saturation * det.gain,
             bad=mask != 0,
             cfg=cfg.cosmics,
+            band_rows=step,
         )
         mask[cr] |= COSMIC_RAY
-    return Calibrated(info, sci.astype(np.float32), err.astype(np.float32), mask, det.read_noise)
+    return Calibrated(info, sci_out, err_out, mask, det.read_noise)
 
 
 def output_header(info: FrameInfo) -> fits.Header:

@@ -21,9 +21,10 @@ from typing import Any
 import dask
 import numpy as np
 
-from astropipe.calibration.calibrate import BAD_FLAT, SATURATED
+from astropipe.calibration.calibrate import BAD_FLAT, NONFINITE, SATURATED
 from astropipe.calibration.config import CalibrationConfig
-from astropipe.calibration.frames import discover
+from astropipe.calibration.cosmics import cosmics_margin
+from astropipe.calibration.frames import HeaderValueError, discover
 from astropipe.calibration.masters import (
     Master,
     build_masters,
@@ -31,29 +32,81 @@ from astropipe.calibration.masters import (
     master_tile_rows,
 )
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec, SciencePlan, make_plan
-from astropipe.calibration.science import calibrate_frame, write_master, write_science
-from astropipe.compute import ComputeConfig, scheduler
+from astropipe.calibration.science import (
+    calibrate_frame,
+    science_band_rows,
+    write_master,
+    write_science,
+)
+from astropipe.compute import ComputeConfig, parse_bytes, scheduler
 from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json
 from astropipe.provenance import inputs_digest, relpath, sha256_file
 
-__all__ = ["run", "plan_from_params", "tile_rows"]
+__all__ = ["run", "plan_from_params", "tile_rows", "science_rows"]
 
 log = logging.getLogger(__name__)
 
 
-def plan_from_params(cfg: CalibrationConfig) -> tuple[CalibrationPlan, int]:
-    """Discover, classify, group and validate the inputs; also check every frame's detector."""
-    frames, skipped = discover(cfg.inputs.path, patterns=cfg.inputs.patterns)
-    plan = make_plan(frames, directory=cfg.inputs.path, require_dark=cfg.require_dark)
+def plan_from_params(
+    cfg: CalibrationConfig, *, quarantine: dict[Path, str] | None = None
+) -> tuple[CalibrationPlan, int]:
+    """Discover, classify, group and validate the inputs; also check every frame's detector.
+
+    A science frame whose header holds an unusable value (EXPTIME, binning, gain, ...) is
+    left out and recorded in ``quarantine`` (path → one-line reason) when it is given; the
+    same fault in a bias, dark or flat raises, since every science frame of its group needs it.
+    """
+    frames, skipped = discover(cfg.inputs.path, patterns=cfg.inputs.patterns, quarantine=quarantine)
+    usable = []
     for f in frames:
-        detector_for(f, cfg.detector)
+        try:
+            detector_for(f, cfg.detector)
+        except HeaderValueError as exc:
+            if quarantine is None or f.kind != "science":
+                raise
+            log.warning("%s (quarantined; the run goes on without it)", exc)
+            quarantine[f.path] = str(exc)
+            continue
+        usable.append(f)
+    plan = make_plan(usable, directory=cfg.inputs.path, require_dark=cfg.require_dark)
     return plan, len(skipped)
 
 
 def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
     """Band height for a master (see :func:`~astropipe.calibration.masters.master_tile_rows`)."""
     return master_tile_rows(cfg, spec, workers)
+
+
+def _finite_median(data: np.ndarray) -> float | None:
+    finite = data[np.isfinite(data)]
+    return float(np.median(finite)) if finite.size else None
+
+
+def science_rows(cfg: CalibrationConfig, shape: tuple[int, int], workers: int) -> int:
+    """Band height for calibrating science frames of ``shape``, ``workers`` at a time.
+
+    conf ``tile_rows`` when set; else what is left of ``memory_limit`` once the process (with
+    its masters) and each frame's output planes (SCI, ERR float32 and MASK: 9 bytes a pixel)
+    are counted, shared by the frames in flight.
+    """
+    if cfg.tile_rows is not None:
+        return cfg.tile_rows
+    import psutil
+
+    limit = parse_bytes(cfg.memory_limit)
+    used = psutil.Process().memory_info().rss
+    workers = max(workers, 1)
+    held = used + workers * 9 * shape[0] * shape[1]
+    if held > limit:
+        log.warning(
+            "calibration.memory_limit=%s: masters and output planes already need %.0f MB; "
+            "calibrating science frames in the smallest bands",
+            cfg.memory_limit,
+            held / 1e6,
+        )
+    per_frame = max(limit - held, 0) // workers
+    return science_band_rows(shape, budget_bytes=per_frame, margin=cosmics_margin(cfg.cosmics))
 
 
 def _noise(data: np.ndarray) -> float:
@@ -69,6 +122,7 @@ def _science_task(
     built: Mapping[str, Master],
     master_sha: Mapping[str, str],
     out_dir: Path,
+    band_rows: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Calibrate and write one science frame; return its name and metrics."""
     roles = {"bias": sp.bias, "flat": sp.flat} | ({"dark": sp.dark} if sp.dark else {})
@@ -78,6 +132,7 @@ def _science_task(
         bias=built[sp.bias],
         flat=built[sp.flat],
         dark=built[sp.dark] if sp.dark else None,
+        band_rows=band_rows,
     )
     write_science(
         cal,
@@ -89,7 +144,8 @@ def _science_task(
         "cosmic_ray_pixels": cal.cosmic_pixels,
         "saturated_pixels": int(np.count_nonzero(cal.mask & SATURATED)),
         "bad_flat_pixels": int(np.count_nonzero(cal.mask & BAD_FLAT)),
-        "sky_median": float(np.median(cal.sci)),
+        "nonfinite_pixels": int(np.count_nonzero(cal.mask & NONFINITE)),
+        "sky_median": _finite_median(cal.sci),
         **roles,
     }
 
@@ -111,13 +167,19 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
     """
     cfg = CalibrationConfig.from_params(params)
     compute = ComputeConfig.from_params(params)
-    plan, n_skipped = plan_from_params(cfg)
+    quarantined: dict[Path, str] = {}
+    plan, n_skipped = plan_from_params(cfg, quarantine=quarantined)
     frames_count = {**plan.counts, "skipped": n_skipped}
+    # Names, not paths: the metrics must not depend on where the inputs sit.
+    quarantine_report = {
+        p.name: reason.replace(str(p), p.name) for p, reason in sorted(quarantined.items())
+    }
     if dry_run:
         return {
             "frames": frames_count,
             "masters": [m.name for m in plan.masters],
             "science": [s.frame.name for s in plan.science],
+            "quarantined": quarantine_report,
         }
     inputs = {relpath(f.path): sha256_file(f.path) for m in plan.masters for f in m.frames} | {
         relpath(s.frame.path): sha256_file(s.frame.path) for s in plan.science
@@ -147,13 +209,21 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
         # One dask task per science frame: it calibrates, writes, and returns only its
         # metrics, so at most compute.workers frames are in memory at once.
         tasks = [
-            dask.delayed(_science_task, pure=True)(sp, cfg, built, master_sha, Path(sdir))
+            dask.delayed(_science_task, pure=True)(
+                sp,
+                cfg,
+                built,
+                master_sha,
+                Path(sdir),
+                science_rows(cfg, sp.frame.trimmed_shape, compute.workers),
+            )
             for sp in plan.science
         ]
         for name, values in dask.compute(*tasks):
             metrics_science[name] = values
     metrics = {
         "frames": frames_count,
+        "quarantined": quarantine_report,
         "masters": metrics_masters,
         "science": metrics_science,
         "cosmic_ray_pixels_total": sum(v["cosmic_ray_pixels"] for v in metrics_science.values()),
