@@ -271,10 +271,3 @@ def compose_and_dump(
         finally:
             inner.unlink(missing_ok=True)
     return out
-
-
-def choice(value: str, valid: Sequence[str], *, where: str) -> str:
-    """Return ``value`` if it is one of ``valid``, else raise a ConfigError listing them."""
-    if value not in valid:
-        raise ConfigError(f"{where}: {value!r} is not a valid option; choose one of {list(valid)}.")
-    return value
