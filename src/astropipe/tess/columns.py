@@ -72,7 +72,10 @@ class ColumnMap:
 
     A file matches the map when its table extension exists, holds every column the map names,
     and every keyword of ``match`` has the given value (case-insensitive, in the primary or the
-    table header). Header keywords are looked up in the table header first, then the primary.
+    table header). Keywords about the target (ids, RA_OBJ/DEC_OBJ, MISSION/TELESCOP, the season,
+    ``match``) are looked up in the primary header first, then the table header; keywords
+    about TIME (TIMEREF, TIMESYS, TIMEUNIT, BJDREF*, TIMEDEL, TIMEPIXR, TIERRELA) in the table
+    header first, then the primary.
 
     Parameters
     ----------

@@ -135,7 +135,7 @@ def _match(
         if hdu is None:
             why.append(f"{lay.name}: no table extension {lay.extension!r}")
             continue
-        card = _header_lookup(hdu.header, hdul[0].header)
+        card = _header_lookup(hdul[0].header, hdu.header)
         wrong = [
             f"{k}={card(k)!r}"
             for k, v in lay.match.items()
@@ -286,11 +286,14 @@ def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.
             )
         lay, hdu = found
         _check_complete(hdu, len(raw), where)
-        card = _header_lookup(hdu.header, hdul[0].header)
+        # What the target is: the primary header first (SPOC repeats RA_OBJ in the table header
+        # with another value in early releases); what TIME is: the table header first.
+        card = _header_lookup(hdul[0].header, hdu.header)
+        tcard = _header_lookup(hdu.header, hdul[0].header)
         mission = _mission(card, where)
         target = _target_id(card, lay, where)
         ref = time_reference(
-            card,
+            tcard,
             fallback_jd=lay.time_reference_jd,
             default_scale=lay.time_scale,
             where=where,
@@ -329,7 +332,7 @@ def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.
             cadenceno = pa.nulls(n, type=pa.int64())
 
         season = _int_card(card, mission.season_key, where)
-        cadence_s = _cadence_s(card, lay)
+        cadence_s = _cadence_s(tcard, lay)
         ra, dec = _float_card(card, "RA_OBJ"), _float_card(card, "DEC_OBJ")
         info = {
             "file": path.as_posix(),
@@ -350,8 +353,8 @@ def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.
                 "reference_jd": [ref.jd_int, ref.jd_frac],
                 "reference_source": ref.source,
                 "mjd": "((BJDREFI - 2400000.5) + BJDREFF) + TIME",
-                "timepixr": _float_card(card, "TIMEPIXR"),
-                "tierrela_d": _float_card(card, "TIERRELA"),
+                "timepixr": _float_card(tcard, "TIMEPIXR"),
+                "tierrela_d": _float_card(tcard, "TIERRELA"),
             },
             "quality": {
                 "family": lay.quality_family,
