@@ -27,6 +27,7 @@ from astropipe.errors import (  # noqa: E402
 )
 from astropipe.provenance import sha256_file  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
+from zarr_helpers import flip_byte, seal, truncate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = Path("reports/validation/summary.json")
@@ -98,6 +99,7 @@ def _store(ds: xr.Dataset, path: Path, kind: str, files: list[list[str]]) -> Non
     ds.attrs["astropipe"] = {"collection": kind, "layout": {"kind": kind}, "timesteps": steps}
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+    seal(path)  # chunk checksums, as fits_to_zarr records them
 
 
 def lwa_dataset() -> xr.Dataset:
@@ -238,6 +240,19 @@ def _truncate(paths: dict[str, Path]) -> None:
     path.write_bytes(path.read_bytes()[:4000])
 
 
+def _damage(hurt: Callable[[Path], None], var: str) -> Callable[..., None]:
+    """Damage the first chunk object of ``var`` in the lwa store (bytes only, as a disk would)."""
+
+    def apply(paths: dict[str, Path]) -> None:
+        hurt(_first_chunk(paths, var))
+
+    return apply
+
+
+def _first_chunk(paths: dict[str, Path], var: str) -> Path:
+    return sorted(p for p in (paths["lwa"] / var).rglob("*") if p.is_file() and "c" in p.parts)[0]
+
+
 SCI1 = "data/interim/calibration/science/sci_R_01.fits"
 SCI2 = "data/interim/calibration/science/sci_R_02.fits"
 LWA = "data/processed/zarr/lwa.zarr"
@@ -260,7 +275,7 @@ BREAKS: dict[str, tuple[Callable[..., None], str, str, str, str]] = {
         SCI2,
     ),
     "unknown-mask-bit": (
-        _frame("sci_R_01.fits", "MASK", lambda a: a.__setitem__((3, 3), 8)),
+        _frame("sci_R_01.fits", "MASK", lambda a: a.__setitem__((3, 3), 16)),
         "frames",
         "mask_unknown_bits",
         BETWEEN,
@@ -309,6 +324,20 @@ BREAKS: dict[str, tuple[Callable[..., None], str, str, str, str]] = {
         "expect_column_pair_values_a_to_be_greater_than_b",
         f"{LWA}[time=0,frequency=4.6e+07]",
     ),
+    "flipped-chunk": (
+        _damage(flip_byte, "SKY"),
+        "cubes",
+        "problem",
+        "expect_column_values_to_be_null",
+        f"{LWA}[time=0,frequency=4.1e+07]",
+    ),
+    "truncated-chunk": (
+        _damage(truncate, "BMAJ"),
+        "cubes",
+        "problem",
+        "expect_column_values_to_be_null",
+        f"{LWA}[time=0,frequency=4.1e+07]",
+    ),
     "missing-input-file": (
         _unlink("lwa_inputs", "*"),
         "cubes",
@@ -337,6 +366,38 @@ def test_one_break_fails_naming_artifact_column_expectation(
     assert first["observed"]["unexpected_items"][0] == artifact
     other = ({"frames", "cubes"} - {table}).pop()
     assert summary["tables"][other]["success"] is True
+
+
+@pytest.mark.parametrize("hurt", [flip_byte, truncate], ids=["flipped", "truncated"])
+def test_damaged_chunk_is_named_not_decoded(
+    hurt: Callable[[Path], None], workdir: Path, params: dict[str, Any], gx_context: Any
+) -> None:
+    """Regression: a flipped chunk crashed validate inside the codec (or passed, decoded to
+    other numbers); now the row names the chunk and the fix, and nothing decodes it."""
+    paths = _paths(params)
+    chunk = _first_chunk(paths, "SKY")
+    hurt(chunk)
+    with pytest.raises(ValidationFailed) as info:
+        run(params, context=gx_context)
+    msg = str(info.value)
+    name = chunk.as_posix()  # relative: data/processed/zarr/lwa.zarr/SKY/c/0/0/0/0/0
+    assert "\n" not in msg and msg.startswith(f"{LWA}[time=0,frequency=4.1e+07]")
+    assert f"{name}: chunk bytes differ from the SHA-256 recorded" in msg
+    assert "run `dvc repro fits_to_zarr@lwa` to rewrite it from its inputs" in msg
+    failures = json.loads(SUMMARY.read_text())["tables"]["cubes"]["failures"]
+    assert failures[0]["column"] == "problem"
+    assert failures[0]["observed"]["unexpected_count"] == 2  # time 0 (its chunk) x 2 frequencies
+
+
+def test_store_without_chunk_checksums_fails_by_name(
+    workdir: Path, params: dict[str, Any], gx_context: Any
+) -> None:
+    store = _paths(params)["ccd"]
+    doc = json.loads((store / "zarr.json").read_text())
+    del doc["attributes"]["astropipe"]["chunk_sha256"]
+    (store / "zarr.json").write_text(json.dumps(doc))
+    with pytest.raises(ValidationFailed, match=r"ccd\.zarr: no chunk checksums in its manifest"):
+        run(params, context=gx_context)
 
 
 def test_err_fraction_and_observed_values_are_exact(

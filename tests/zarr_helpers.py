@@ -6,9 +6,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
 import numpy as np
+import zarr
 from astropy.io import fits
 
+from astropipe.zarrcube.chunks import chunk_refs, hash_chunks
+from astropipe.zarrcube.manifest import ATTR, read_manifest
 from astropipe.zarrcube.simulate import TEMPLATE, SimulationConfig, simulate_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +93,37 @@ def write_ccd(
     mask = fits.ImageHDU((rng.random(shape) < 0.05).astype(np.uint8), name="MASK")
     fits.HDUList([primary, sci_hdu, err, mask]).writeto(path)
     return sci
+
+
+def seal(store: Path) -> None:
+    """Record the SHA-256 of every chunk of a hand-built store in its manifest, as fits_to_zarr
+    does for the chunks it writes (so validate can verify them)."""
+    group = zarr.open_group(store, mode="r+", use_consolidated=False)
+    sums = hash_chunks(store, [r.key for r in chunk_refs(group)])
+    manifest = read_manifest(store)
+    assert manifest is not None, store
+    group.attrs[ATTR] = dataclasses.replace(manifest, chunk_sha256=sums).to_json()
+
+
+def chunk_files(store: Path) -> list[str]:
+    """Store-relative paths of the chunk objects of a store (everything but metadata)."""
+    meta = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+    return sorted(
+        p.relative_to(store).as_posix()
+        for p in store.rglob("*")
+        if p.is_file() and p.name not in meta
+    )
+
+
+def flip_byte(path: Path, at: int | None = None) -> None:
+    """Flip every bit of one byte of ``path`` (the middle one by default)."""
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if at is None else at
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Cut ``path`` to a fraction of its size."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])

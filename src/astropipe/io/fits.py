@@ -233,7 +233,8 @@ def open_fits(path: Path, *, memmap: bool = True) -> Iterator[fits.HDUList]:
     try:
         try:
             check_complete(hdul, path)
-        except (KeyError, ValueError, TypeError) as exc:
+        # AttributeError: astropy's _CorruptedHDU has no fileinfo (found by test_fuzz)
+        except (KeyError, ValueError, TypeError, AttributeError, fits.VerifyError) as exc:
             if isinstance(exc, InputFileError):
                 raise
             raise _not_fits(path, exc) from None
@@ -272,7 +273,7 @@ def read_primary_header(path: Path) -> tuple[fits.Header, PixelLayout]:
             header = fits.Header.fromfile(fh)
             offset = fh.tell()
         needed = offset + data_nbytes(header)
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, TypeError, fits.VerifyError) as exc:
         raise _not_fits(path, exc) from None
     size = os.path.getsize(path)
     if needed > size:
@@ -280,7 +281,10 @@ def read_primary_header(path: Path) -> tuple[fits.Header, PixelLayout]:
             f"{path}: FITS file is truncated (HDU 0 needs {needed} bytes, the file has "
             f"{size}); re-copy or re-download it."
         )
-    return header, PixelLayout.of(header, offset, path)
+    try:
+        return header, PixelLayout.of(header, offset, path)
+    except fits.VerifyError as exc:  # an unparsable BSCALE/BZERO card (found by test_fuzz)
+        raise _not_fits(path, exc) from None
 
 
 def _read_into(path: Path, buffer: bytearray, size: int, start: int = 0) -> memoryview:
@@ -318,6 +322,11 @@ def read_primary(
     it, valid until the next call).
     """
     header, layout = read_primary_header(path)
+    if not layout.shape or min(layout.shape) < 1:  # NAXIS=0 or a zero/negative axis (test_fuzz)
+        raise InputFileError(
+            f"{path}: the primary HDU holds no image (axes {list(layout.shape)}); expected "
+            "an image with NAXIS >= 1 — re-copy or re-download the file."
+        )
     size = os.path.getsize(path)
     view = _read_into(path, bytearray(size) if buffer is None else buffer, size)
     return header, physical(_decode(view, layout), layout.scaling), sha256_bytes(view)

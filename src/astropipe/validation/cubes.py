@@ -1,5 +1,11 @@
 """The ``cubes`` contract: one summary row per Zarr store time step (and frequency), fits_to_zarr.
 
+What the producer wrote is read through its declared contract only:
+:func:`astropipe.zarrcube.manifest.read_manifest` (kind, time steps, input checksums, chunk
+checksums) and :func:`astropipe.zarrcube.chunks.verify_chunks`. Every chunk is checked against
+the SHA-256 fits_to_zarr recorded before anything is decoded; a damaged chunk is read as missing
+(never handed to the codec) and the rows of its time steps get a ``problem`` naming it.
+
 Each store is opened lazily with xarray (``consolidated=False``, times as raw MJD). The small
 per-step variables (time, ``step_complete``, ``BMAJ``/``BMIN``, ``exposure``) are read whole;
 the image (``SKY`` for lwa, ``SCI`` for ccd) is reduced one time step at a time with dask, so
@@ -17,17 +23,17 @@ import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 
 from astropipe.errors import InputFileError
 from astropipe.validation.config import CubeCollectionConfig, CubesConfig
 from astropipe.validation.suites import Contract, Rule, _unique
+from astropipe.zarrcube.chunks import HidingStore, chunk_refs, describe, verify_chunks
+from astropipe.zarrcube.manifest import COMPLETE, Manifest, read_manifest
 
-__all__ = ["CUBE_COLUMNS", "IMAGE_VARS", "cube_rows", "cubes_table", "cubes_contract"]
+__all__ = ["CUBE_COLUMNS", "cube_rows", "cubes_table", "cubes_contract"]
 
 log = logging.getLogger(__name__)
-
-#: The image variable of each store kind (``attrs["astropipe"]["layout"]["kind"]``).
-IMAGE_VARS = {"lwa": "SKY", "ccd": "SCI"}
 
 #: Columns of the summary table, in order.
 CUBE_COLUMNS: tuple[str, ...] = (
@@ -46,17 +52,60 @@ CUBE_COLUMNS: tuple[str, ...] = (
     "exposure",
     "inputs_recorded",
     "inputs_expected",
+    "problem",
 )
+#: Columns held as float64 (NaN where a store kind has no such value).
+_NUMERIC = CUBE_COLUMNS[4:-1]
 
 
-def _open(path: Path, build: str) -> xr.Dataset:
+def _manifest(path: Path, build: str) -> Manifest:
     try:
-        return xr.open_zarr(path, consolidated=False, decode_times=False)
+        manifest = read_manifest(path)
+    except InputFileError as exc:
+        raise InputFileError(
+            f"{str(exc).removesuffix('.')}; or rebuild it with `{build}` (zarr.rebuild=true) or "
+            "fetch it with dvc pull."
+        ) from None
+    if manifest is None:
+        raise InputFileError(
+            f"{path.as_posix()}: not a fits_to_zarr store (no manifest in its attributes); "
+            f"build it with `{build}`."
+        )
+    return manifest
+
+
+def _open(path: Path, build: str, hidden: set[str]) -> xr.Dataset:
+    try:
+        return xr.open_zarr(HidingStore(path, hidden), consolidated=False, decode_times=False)
     except (OSError, ValueError, KeyError) as exc:
         raise InputFileError(
-            f"{path}: not a readable Zarr store ({str(exc).splitlines()[0]}); rebuild it with "
-            f"`{build}` (zarr.rebuild=true) or fetch it with dvc pull."
-        ) from exc
+            f"{path.as_posix()}: not a readable Zarr store ({str(exc).splitlines()[0]}); "
+            f"rebuild it with `{build}` (zarr.rebuild=true) or fetch it with dvc pull."
+        ) from None
+
+
+def _chunk_problems(path: Path, manifest: Manifest, build: str) -> tuple[dict[int, str], set[str]]:
+    """Time index → what is wrong with its chunks (``-1``: every index), and the bad keys."""
+    fix = f"run `{build}` to rewrite it from its inputs, or `dvc checkout {path.as_posix()}`"
+    if not manifest.chunk_sha256:
+        return {-1: f"{path.as_posix()}: no chunk checksums in its manifest; {fix}"}, set()
+    bad = verify_chunks(path, manifest.chunk_sha256)
+    if not bad:
+        return {}, set()
+    refs = {r.key: r for r in chunk_refs(zarr.open_group(path, mode="r", use_consolidated=False))}
+    per_chunk = manifest.time_chunk
+    out: dict[int, str] = {}
+    for key, reason in bad.items():
+        text = f"{describe(path, key, reason)}; {fix}"
+        ref = refs.get(key)
+        if ref is None or ref.time_chunk is None:  # a coordinate: every step reads it
+            out.setdefault(-1, text)
+            continue
+        for t in range(ref.time_chunk * per_chunk, (ref.time_chunk + 1) * per_chunk):
+            out.setdefault(t, text)
+    for key, reason in bad.items():
+        log.warning("cubes: %s", describe(path, key, reason))
+    return out, set(bad)
 
 
 def _per_time(ds: xr.Dataset, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -68,24 +117,25 @@ def _per_time(ds: xr.Dataset, name: str, shape: tuple[int, ...]) -> np.ndarray:
 def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
     """Summarise one store: a row per time step (lwa: per time step and frequency)."""
     path = Path(cfg.path)
-    ds = _open(path, cfg.build)
-    manifest = ds.attrs.get("astropipe", {})
-    kind = str(manifest.get("layout", {}).get("kind", name))
-    var = IMAGE_VARS.get(kind, "SCI")
+    manifest = _manifest(path, cfg.build)
+    problems, hidden = _chunk_problems(path, manifest, cfg.build)
+    ds = _open(path, cfg.build, hidden)  # damaged chunks read as missing, never decoded
+    kind = manifest.kind or name
+    var = manifest.image_var
     if var not in ds or "time" not in ds.dims:
         raise InputFileError(
             f"{path}: not a fits_to_zarr store of kind {kind!r} (no {var}(time, ...)); rebuild it "
             f"with `{cfg.build}` (zarr.rebuild=true)."
         )
     image = ds[var]
-    recorded = sum(len(step.get("files", {})) for step in manifest.get("timesteps", []))
+    recorded = manifest.input_files
     root = Path(cfg.input_dir)
     expected = sum(1 for p in root.glob(cfg.glob) if p.is_file()) if root.is_dir() else 0
     times = np.asarray(ds["time"].values, dtype="float64")
     nt = times.size
     freqs = np.asarray(ds["frequency"].values, dtype="float64") if "frequency" in ds.dims else None
     nf = 1 if freqs is None else freqs.size
-    complete = _per_time(ds, "step_complete", (nt,))
+    complete = _per_time(ds, COMPLETE, (nt,))
     bmaj = _per_time(ds, "BMAJ", (nt, nf))
     bmin = _per_time(ds, "BMIN", (nt, nf))
     exposure = _per_time(ds, "exposure", (nt,))
@@ -118,6 +168,7 @@ def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
                     "exposure": exposure[t],
                     "inputs_recorded": recorded,
                     "inputs_expected": expected,
+                    "problem": problems.get(t, problems.get(-1)),
                 }
             )
     log.info("cubes: %s, %d time steps x %d frequencies summarised", path, nt, nf)
@@ -128,7 +179,7 @@ def cubes_table(cfg: CubesConfig) -> pd.DataFrame:
     """The summary rows of every configured store, in configuration order."""
     rows = [row for name, coll in cfg.collections.items() for row in cube_rows(name, coll)]
     df = pd.DataFrame(rows, columns=list(CUBE_COLUMNS))
-    for col in CUBE_COLUMNS[4:]:
+    for col in _NUMERIC:
         df[col] = df[col].astype("float64")
     return df
 
@@ -146,6 +197,11 @@ def cubes_contract(cfg: CubesConfig) -> Contract:
         Rule(gxe.ExpectColumnToExist, {"column": c}, f"column {c} exists") for c in CUBE_COLUMNS
     ]
     rules += [
+        Rule(
+            gxe.ExpectColumnValuesToBeNull,
+            {"column": "problem"},
+            "every chunk of the step matches the SHA-256 fits_to_zarr recorded for it",
+        ),
         _unique(["collection", "time_index", "frequency"]),
         _unique(["collection", "time", "frequency"]),
         _gt("time_step", 0.0, "time (MJD) strictly increasing along each store (time_step > 0)"),

@@ -19,7 +19,7 @@ __all__ = ["run"]
 log = logging.getLogger(__name__)
 
 #: Summary keys that describe one run rather than the store (kept out of the metrics file).
-_RUN_ONLY = ("written", "skipped")
+_RUN_ONLY = ("written", "skipped", "repaired")
 
 
 def run(

@@ -1,4 +1,8 @@
-"""Zarr store plumbing: compressors, the xarray template, the manifest in the root attributes."""
+"""Zarr store plumbing: compressors, the xarray template, creating and replacing a store.
+
+The manifest in the root attributes is :mod:`astropipe.zarrcube.manifest`; chunk checksums are
+:mod:`astropipe.zarrcube.chunks`.
+"""
 
 from __future__ import annotations
 
@@ -17,30 +21,27 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from astropipe.zarrcube.chunks import HidingStore, array_dims
 from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
 from astropipe.zarrcube.grid import Grid, sky_coordinates
 from astropipe.zarrcube.layouts import Layout
+from astropipe.zarrcube.manifest import COMPLETE
 
 __all__ = [
-    "ATTR",
-    "COMPLETE",
     "compressor",
     "quiet_zarr",
     "create_store",
-    "read_manifest",
+    "write_static",
+    "read_flags",
     "write_attrs",
     "time_arrays",
     "remove_partials",
     "drop_consolidated",
-    "remove_store",
+    "fresh_path",
+    "install",
 ]
 
 log = logging.getLogger(__name__)
-
-#: root attribute holding the manifest (input files, checksums, corrections, layout)
-ATTR = "astropipe"
-#: per-time-step flag: 1 once every array of the step is written
-COMPLETE = "step_complete"
 TIME_ATTRS = {
     "units": "days since 1858-11-17 00:00:00",  # MJD: raw values are MJD, xarray decodes to UTC
     "calendar": "proleptic_gregorian",
@@ -183,21 +184,28 @@ def _write_sky(path: Path, grid: Grid, layout: Layout, tile: int) -> None:
                 group["dec"][ys, xs] = dec
 
 
-def read_manifest(path: Path) -> tuple[dict[str, Any], np.ndarray] | None:
-    """The manifest and the ``step_complete`` flags of an existing store, or None."""
-    if not path.exists():
-        return None
-    try:
-        with quiet_zarr():
-            group = zarr.open_group(path, mode="r", use_consolidated=False)
-            manifest = group.attrs.get(ATTR)
-            flags = np.asarray(group[COMPLETE][:]) if manifest else None
-    except Exception as exc:  # noqa: BLE001 - any unreadable store is rebuilt, and we say so
-        log.warning("%s: existing store cannot be read (%s); starting over", path, exc)
-        return None
-    if not manifest:
-        return None
-    return json.loads(json.dumps(manifest)), flags
+def write_static(
+    path: Path, layout: Layout, *, static: dict[str, Any], grid: Grid, tile: int, names: set[str]
+) -> None:
+    """Write the arrays without a time axis named in ``names`` again (l/m, frequency, ra/dec…).
+
+    They are functions of the stored grid and axes alone, so a damaged chunk of theirs is
+    rewritten without any input file, with the same bytes as when the store was created.
+    """
+    coords = layout.static_coords(static, grid)
+    with quiet_zarr():
+        group = zarr.open_group(path, mode="r+", use_consolidated=False)
+        for name in sorted(names & set(coords)):
+            group[name][...] = np.asarray(coords[name][1])
+        if names & {"ra", "dec"} and grid.wcs:
+            _write_sky(path, grid, layout, tile)
+
+
+def read_flags(path: Path, *, hidden: set[str] | frozenset[str] = frozenset()) -> np.ndarray:
+    """The ``step_complete`` flags of a store; chunks in ``hidden`` read as 0 (not complete)."""
+    with quiet_zarr():
+        group = zarr.open_group(HidingStore(path, hidden), mode="r", use_consolidated=False)
+        return np.asarray(group[COMPLETE][:])
 
 
 def write_attrs(path: Path, attrs: dict[str, Any]) -> None:
@@ -209,17 +217,8 @@ def write_attrs(path: Path, attrs: dict[str, Any]) -> None:
 
 def time_arrays(group: zarr.Group) -> list[zarr.Array]:
     """Every array of ``group`` whose first dimension is ``time``."""
-    out = []
-    for name in sorted(group.array_keys()):
-        arr = group[name]
-        dims = (
-            arr.metadata.dimension_names
-            if arr.metadata.zarr_format == 3
-            else arr.attrs.get("_ARRAY_DIMENSIONS")
-        )
-        if dims and dims[0] == "time":
-            out.append(arr)
-    return out
+    arrays = (group[name] for name in sorted(group.array_keys()))
+    return [arr for arr in arrays if array_dims(arr)[:1] == ("time",)]
 
 
 def drop_consolidated(path: Path) -> None:
@@ -247,7 +246,29 @@ def remove_partials(path: Path) -> int:
     return len(leftovers)
 
 
-def remove_store(path: Path) -> None:
-    """Delete a store directory (used by rebuilds)."""
-    if path.exists():
-        shutil.rmtree(path)
+def fresh_path(store: Path) -> Path:
+    """An empty sibling of ``store`` to build a new store in (a leftover of a crash removed).
+
+    Only the writer holding ``<store>.lock`` calls this, so the leftover is nobody else's.
+    """
+    tmp = store.with_name(f".{store.name}.creating")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def install(new: Path, store: Path) -> None:
+    """Move the store built at ``new`` to ``store``.
+
+    An existing ``store`` is replaced: the caller does this only for an empty directory or an
+    explicit ``zarr.rebuild=true``. The old store is renamed aside first and removed last, so
+    no moment leaves ``store`` half-deleted.
+    """
+    old = store.with_name(f".{store.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if store.exists():
+        store.rename(old)
+    new.rename(store)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,21 +1,28 @@
 """Build or extend a collection's Zarr store one time step at a time.
 
-Protocol (crash-safe, append without rewriting):
+Protocol (crash-safe, append without rewriting, nothing deleted implicitly):
 
 1. Take ``<store>.lock``; drop ``*.partial`` files a killed zarr write left.
 2. Scan every input's headers (no pixels) and check grids, frequencies, Stokes, truncation.
-3. Merge with the manifest already in the store: the target is every recorded time step plus
-   every input time step, sorted by key. A step is skipped when it keeps its index, its
-   ``step_complete`` flag is 1, and its files still have the recorded SHA-256 (hashed now).
-4. Resize the time axis, clear ``step_complete`` of the steps to (re)write, save the manifest
-   (those steps without checksums), then for each step: read its files once (hash + decode),
-   write its arrays at its index, set ``step_complete``, record its checksums in the manifest.
-5. Save the manifest, consolidate the metadata.
+3. Decide what to do with an existing store (:mod:`~astropipe.zarrcube.existing`): extend it,
+   or refuse (unreadable, not ours, another layout) unless ``zarr.rebuild`` is ``true``. Verify
+   the SHA-256 of every recorded chunk; a damaged chunk's time steps are rewritten from their
+   inputs (refused, naming the chunk, when those are gone).
+4. Merge with the manifest: the target is every recorded time step plus every input time step,
+   sorted by key. A step is skipped when it keeps its index, its ``step_complete`` flag is 1,
+   its chunks are intact, and its files still have the recorded SHA-256 (hashed now).
+5. Save the manifest (steps to write without checksums, their chunks' checksums dropped), delete
+   damaged chunks, resize the time axis, clear ``step_complete`` of the steps to (re)write; then
+   for each step: read its files once (hash + decode), write its arrays at its index, set
+   ``step_complete``, record the checksums of its files and of the chunks it filled.
+6. Save the manifest, consolidate the metadata.
 
-A crash anywhere leaves ``step_complete = 0`` or no checksum on any step not entirely
-written, so a rerun redoes it; steps finished before the crash are not touched. Since the
-store is a function of the sorted set of time steps only, the order and batching of inputs
-do not change a byte. Peak memory is three time steps (two being written, one read ahead).
+A new store (or an explicit rebuild) is created beside its final path and moved in once its
+manifest exists, so a crash never leaves a store without one. A crash anywhere else leaves
+``step_complete = 0`` or no checksum on any step not entirely written, so a rerun redoes it;
+steps finished before the crash are not touched. Since the store is a function of the sorted
+set of time steps only, the order and batching of inputs do not change a byte. Peak memory is
+three time steps (two being written, one read ahead).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,13 +42,16 @@ import zarr
 from tqdm.auto import tqdm
 
 from astropipe import __version__
-from astropipe.errors import GridMismatchError, MissingInputError
+from astropipe.errors import ConfigError, GridMismatchError, MissingInputError
 from astropipe.provenance import provenance
 from astropipe.zarrcube import store as S
+from astropipe.zarrcube.chunks import chunk_refs, describe, hash_chunks
 from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
+from astropipe.zarrcube.existing import Damage, assess, open_existing
 from astropipe.zarrcube.grid import Grid, check_grid
 from astropipe.zarrcube.layouts import Layout, StepInfo, checksums
 from astropipe.zarrcube.lock import StoreLock
+from astropipe.zarrcube.manifest import ATTR, COMPLETE, Manifest, TimeStep
 
 __all__ = ["WriteOptions", "write_collection"]
 
@@ -57,6 +67,14 @@ class WriteOptions:
     compressor: CompressorConfig = CompressorConfig()
     rebuild: bool = False
     read_workers: int = 2
+
+    def __post_init__(self) -> None:
+        # the only switch that deletes a store: a string such as "no" must never count as true
+        if not isinstance(self.rebuild, bool):
+            raise ConfigError(
+                f"zarr.rebuild: expected true or false, found {self.rebuild!r}; "
+                "set zarr.rebuild=true to replace the store, false to extend it."
+            )
 
     def record(self, kind: str) -> dict[str, Any]:
         """The options that define the bytes of the store, as stored in its manifest."""
@@ -80,13 +98,13 @@ class WriteOptions:
         }
 
 
-def _entry(info: StepInfo) -> dict[str, Any]:
-    return {
-        "key": info.key,
-        "time_mjd": info.time_mjd,
-        "files": info.files,
-        "corrections": list(info.corrections),
-    }
+def _entry(info: StepInfo) -> TimeStep:
+    return TimeStep(
+        key=info.key,
+        time_mjd=info.time_mjd,
+        files=dict(sorted(info.files.items())),
+        corrections=tuple(info.corrections),
+    )
 
 
 def _scan(layout: Layout, files: list[Path], workers: int, progress: bool) -> list[StepInfo]:
@@ -113,36 +131,61 @@ def _check_static(ref: dict[str, Any], ref_file: str, info: StepInfo) -> None:
             )
 
 
+def _check_repairable(
+    store: Path, old: Manifest, damage: Damage, infos: list[StepInfo], input_dir: str
+) -> None:
+    """Refuse (changing nothing) when a damaged step's input files are not all inputs now."""
+    new = {i.key: set(i.files) for i in infos}
+    for idx, key in damage.steps.items():
+        step = old.timesteps[idx]
+        if new.get(step.key) != set(step.files):
+            raise MissingInputError(
+                f"{describe(store, key, damage.bad[key])}; its time step {step.key} cannot be "
+                f"rewritten: its files {sorted(step.files)} are not all in {input_dir} — put "
+                f"them back, restore the store with `dvc checkout {store.as_posix()}`, or set "
+                "zarr.rebuild=true."
+            )
+
+
 def _plan(
-    infos: list[StepInfo], old: tuple[dict[str, Any], np.ndarray] | None, workers: int
-) -> tuple[list[dict[str, Any]], list[tuple[int, StepInfo]]]:
+    infos: list[StepInfo],
+    old: tuple[Manifest, np.ndarray] | None,
+    workers: int,
+    damaged: Iterable[int] = (),
+) -> tuple[list[TimeStep], list[tuple[int, StepInfo]]]:
     """The full manifest (one entry per target time step) and the steps to write.
 
-    A stored step is kept when it keeps its index, is flagged complete, and its files still
-    have the recorded checksums (hashed here, in parallel); any other input step is written.
+    A stored step is kept when it keeps its index, is flagged complete, none of its chunks is
+    ``damaged`` (stored indices), and its files still have the recorded checksums (hashed
+    here, in parallel); any other input step is written.
     """
     flags = old[1] if old else np.zeros(0, dtype=np.uint8)
+    damaged = set(damaged)
     new = {i.key: i for i in infos}
-    old_entries: dict[str, tuple[int, dict[str, Any]]] = {}
-    for i, e in enumerate(old[0]["timesteps"] if old else []):
-        finished = i < len(flags) and flags[i] == 1 and all(e["files"].values())
-        if finished or e["key"] in new:
-            old_entries[e["key"]] = (i, e)
+    old_entries: dict[str, tuple[int, TimeStep]] = {}
+    for i, e in enumerate(old[0].timesteps if old else ()):
+        finished = i < len(flags) and flags[i] == 1 and e.hashed
+        if finished or e.key in new:
+            old_entries[e.key] = (i, e)
         else:  # an interrupted step whose files have gone: it holds nothing worth keeping
-            log.warning(
-                "dropping unfinished time step %s: its files are no longer inputs", e["key"]
-            )
+            log.warning("dropping unfinished time step %s: its files are no longer inputs", e.key)
     keys = sorted(set(old_entries) | set(new))
-    entries: list[dict[str, Any]] = []
+    entries: list[TimeStep] = []
     todo: list[tuple[int, StepInfo]] = []
-    maybe: list[tuple[int, StepInfo, dict[str, Any]]] = []
+    maybe: list[tuple[int, StepInfo, TimeStep]] = []
     for idx, key in enumerate(keys):
         prev = old_entries.get(key)
-        done = prev is not None and prev[0] == idx and idx < len(flags) and flags[idx] == 1
+        done = (
+            prev is not None
+            and prev[0] == idx
+            and idx < len(flags)
+            and flags[idx] == 1
+            and idx not in damaged
+        )
         if key in new:
             info = new[key]
             entries.append(_entry(info))
-            if done and set(prev[1]["files"]) == set(info.files) and all(prev[1]["files"].values()):
+            if done and set(prev[1].files) == set(info.files) and prev[1].hashed:
                 maybe.append((idx, info, prev[1]))
             else:
                 todo.append((idx, info))
@@ -151,14 +194,14 @@ def _plan(
         if not done:
             why = "moves to another index" if prev[0] != idx else "is incomplete"
             raise MissingInputError(
-                f"stored time step {key} {why} but its files {sorted(prev[1]['files'])} are not "
+                f"stored time step {key} {why} but its files {sorted(prev[1].files)} are not "
                 "among the inputs; put them back in the input directory, or set zarr.rebuild=true."
             )
         entries.append(prev[1])
     with ThreadPoolExecutor(max_workers=workers) as pool:
         sums = list(pool.map(lambda m: checksums(m[1].paths), maybe))
     for (idx, info, prev), got in zip(maybe, sums, strict=True):
-        if got == prev["files"]:
+        if got == prev.files:
             entries[idx] = prev
         else:
             todo.append((idx, info))
@@ -166,26 +209,26 @@ def _plan(
 
 
 def _attrs(
-    collection: str, opts: WriteOptions, kind: str, static: dict, grid: Grid, ref: str,
-    entries: list[dict[str, Any]], config: dict[str, Any],
+    collection: str, opts: WriteOptions, kind: str, static: dict, grid: Grid,
+    entries: list[TimeStep], chunk_sums: dict[str, str], config: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    inputs = {f: h for e in entries for f, h in e["files"].items()}
-    ref = sorted(entries[0]["files"])[0]  # the first file of the series, whatever the batching
-    corrections = sorted({c for e in entries for c in e["corrections"]})
-    manifest = {
-        "collection": collection,
-        "layout": opts.record(kind),
-        "static": {**static, "grid": grid.to_attrs(), "grid_file": ref},
-        "header_corrections": corrections,
-        "timesteps": entries,
-        "provenance": provenance(stage="fits_to_zarr", inputs=inputs, params=config),
-    }
+    inputs = {f: h for e in entries for f, h in e.files.items()}
+    ref = sorted(entries[0].files)[0]  # the first file of the series, whatever the batching
+    manifest = Manifest(
+        collection=collection,
+        layout=opts.record(kind),
+        static={**static, "grid": grid.to_attrs(), "grid_file": ref},
+        timesteps=tuple(entries),
+        chunk_sha256=chunk_sums,
+        header_corrections=tuple(sorted({c for e in entries for c in e.corrections})),
+        provenance=provenance(stage="fits_to_zarr", inputs=inputs, params=config),
+    )
     return {
         "Conventions": "CF-1.10",
         "title": f"astropipe fits_to_zarr collection {collection!r}",
         "source": f"astropipe {__version__} fits_to_zarr",
         "wcs": grid.to_attrs()["wcs"],
-        S.ATTR: manifest,
+        ATTR: manifest.to_json(),
     }
 
 
@@ -202,7 +245,7 @@ def _write_step(
         group[v.name][idx : idx + 1] = np.asarray(arrays[v.name])[None]
     group["time"][idx : idx + 1] = np.array([info.time_mjd])
     # last: the flag says every array above is on disk
-    group[S.COMPLETE][idx : idx + 1] = np.array([1], dtype=np.uint8)
+    group[COMPLETE][idx : idx + 1] = np.array([1], dtype=np.uint8)
 
 
 def write_collection(
@@ -233,11 +276,11 @@ def write_collection(
     progress
         Show tqdm progress bars.
     dry_run
-        Scan and plan only; write nothing.
+        Scan, verify and plan only; write nothing.
 
     Raises
     ------
-    LockedError, GridMismatchError, InputFileError, MissingInputError
+    LockedError, GridMismatchError, InputFileError, MissingInputError, ConfigError
     """
     files = sorted(files)
     try:
@@ -260,74 +303,110 @@ def _write_locked(
     dry_run: bool,
 ) -> dict[str, Any]:
     infos = _scan(layout, files, options.read_workers, progress)
-    old = None if options.rebuild else S.read_manifest(store)
-    if old and old[0].get("layout") != options.record(layout.kind):
-        log.warning(
-            "%s: built with %s, now %s; rebuilding",
-            store,
-            old[0].get("layout"),
-            options.record(layout.kind),
-        )
-        old = None
-    if old:
-        static = {k: v for k, v in old[0]["static"].items() if k not in ("grid", "grid_file")}
-        grid, ref = Grid.from_attrs(old[0]["static"]["grid"]), old[0]["static"]["grid_file"]
+    old = open_existing(store, options.record(layout.kind), rebuild=options.rebuild)
+    damage = Damage()
+    if old is not None:
+        damage = assess(store, old, workers=options.read_workers)
+        input_dir = str(config.get("collection", {}).get("input_dir", "the input directory"))
+        _check_repairable(store, old, damage, infos, input_dir)
+        static = {k: v for k, v in old.static.items() if k not in ("grid", "grid_file")}
+        grid, ref = Grid.from_attrs(old.static["grid"]), old.static["grid_file"]
     else:
         static, grid, ref = infos[0].static, infos[0].grid, infos[0].grid_file
     for info in infos:
         check_grid(grid, ref, info.grid, info.grid_file)
         _check_static(static, ref, info)
-    entries, todo = _plan(infos, old, options.read_workers)
+    # damaged chunks read as missing: a damaged step_complete chunk gives 0, never a codec error
+    flags = S.read_flags(store, hidden=set(damage.bad)) if old is not None else None
+    entries, todo = _plan(
+        infos, (old, flags) if old is not None else None, options.read_workers, damage.steps
+    )
     summary = {
         "collection": collection,
         "store": config.get("output", str(store)),
         "time_steps": len(entries),
         "written": len(todo),
         "skipped": len(entries) - len(todo),
-        "input_files": sum(len(e["files"]) for e in entries),
-        "header_corrections": sorted({c for e in entries for c in e["corrections"]}),
+        "repaired": len(damage.steps) + len(damage.static),
+        "input_files": sum(len(e.files) for e in entries),
+        "header_corrections": sorted({c for e in entries for c in e.corrections}),
     }
     if dry_run:
         return summary
-    comp = S.compressor(options.compressor, options.zarr_format)
+    per_chunk = options.chunks.time
+    touched = Counter(idx // per_chunk for idx, _ in todo)  # time chunks rewritten, steps left
+    work = store
     if old is None:
-        S.remove_store(store)
+        work = S.fresh_path(store)
         S.create_store(
-            store,
+            work,
             layout,
             static=static,
             grid=grid,
             n_times=len(entries),
             chunks=options.chunks,
             zarr_format=options.zarr_format,
-            comp=comp,
+            comp=S.compressor(options.compressor, options.zarr_format),
         )
+        chunk_sums: dict[str, str] = {}
     else:
         S.remove_partials(store)
         S.drop_consolidated(store)
+        with S.quiet_zarr():
+            before = chunk_refs(zarr.open_group(store, mode="r", use_consolidated=False))
+        # checksums of chunks about to change are dropped before they change (and put back
+        # once they are written), so no crash leaves a checksum that no longer holds
+        keep = {r.key for r in before if r.time_chunk is None or r.time_chunk not in touched}
+        chunk_sums = {
+            k: v for k, v in old.chunk_sha256.items() if k in keep and k not in damage.bad
+        }
+
+    cost = {"bytes": 0, "seconds": 0.0, "at": 0.0}
+
+    def save(path: Path) -> None:
+        t0 = time.monotonic()
+        attrs = _attrs(collection, options, layout.kind, static, grid, entries, chunk_sums, config)
+        S.write_attrs(path, attrs)
+        cost.update(bytes=len(json.dumps(attrs)), seconds=time.monotonic() - t0, at=t0)
+
+    def due() -> bool:
+        # a small manifest is saved after every step; a large one at most ~5 % of the time
+        if cost["bytes"] < MANIFEST_SMALL:
+            return True
+        return time.monotonic() - cost["at"] > 20 * cost["seconds"]
+
+    save(work)  # steps being written have no checksums yet: a rerun redoes them
     with S.quiet_zarr(), zarr.config.set(S.WRITE_CONFIG):
-        group = zarr.open_group(store, mode="r+", use_consolidated=False)
+        for key in sorted(damage.bad):
+            # never decoded again: their steps are rewritten below (a chunk shared by several
+            # time steps would otherwise be read back, and fail, on the first partial write)
+            (store / key).unlink(missing_ok=True)
+        if damage.static:
+            S.write_static(
+                store, layout, static=static, grid=grid, tile=options.chunks.sky,
+                names=set(damage.static),
+            )  # fmt: skip
+        group = zarr.open_group(work, mode="r+", use_consolidated=False)
         for arr in S.time_arrays(group):
             if arr.shape[0] != len(entries):
                 arr.resize((len(entries), *arr.shape[1:]))
         for idx, _ in todo:
-            group[S.COMPLETE][idx : idx + 1] = np.zeros(1, dtype=np.uint8)
-
-        cost = {"bytes": 0, "seconds": 0.0, "at": 0.0}
-
-        def save() -> None:
-            t0 = time.monotonic()
-            attrs = _attrs(collection, options, layout.kind, static, grid, ref, entries, config)
-            S.write_attrs(store, attrs)
-            cost.update(bytes=len(json.dumps(attrs)), seconds=time.monotonic() - t0, at=t0)
-
-        def due() -> bool:
-            # a small manifest is saved after every step; a large one at most ~5 % of the time
-            if cost["bytes"] < MANIFEST_SMALL:
-                return True
-            return time.monotonic() - cost["at"] > 20 * cost["seconds"]
-
-        save()  # steps being written have no checksums yet: a rerun redoes them
+            group[COMPLETE][idx : idx + 1] = np.zeros(1, dtype=np.uint8)
+        # every chunk outside the time chunks being rewritten has a checksum from here on:
+        # the coordinates of a new store, repaired ones, and a store written before checksums
+        refs = chunk_refs(group)
+        chunk_sums = {k: v for k, v in chunk_sums.items() if k in {r.key for r in refs}}
+        unsummed = [
+            r.key
+            for r in refs
+            if r.key not in chunk_sums and (r.time_chunk is None or r.time_chunk not in touched)
+        ]
+        chunk_sums.update(hash_chunks(work, unsummed, workers=options.read_workers))
+    if old is None:
+        save(work)
+        S.install(work, store)  # replaces an old store only on zarr.rebuild=true
+    with S.quiet_zarr(), zarr.config.set(S.WRITE_CONFIG):
+        save(store)
         group = zarr.open_group(store, mode="r+", use_consolidated=False)
         # the arrays opened once: ``group[name]`` reads and parses their metadata every time
         handles = {a.basename: a for a in S.time_arrays(group)}
@@ -340,16 +419,21 @@ def _write_locked(
         )
         # steps in different time chunks can be written at once (two with chunks.time=1);
         # steps sharing a chunk must not be, or one read-modify-write would undo the other
-        n_writers = STEP_WRITERS if options.chunks.time == 1 else 1
+        n_writers = STEP_WRITERS if per_chunk == 1 else 1
         pending: deque[tuple[Future, int, StepInfo, dict[str, Any], dict[str, str]]] = deque()
 
         def finish() -> None:
             fut, idx, info, arrays, sums = pending.popleft()
             fut.result()
             layout.release(arrays)
-            entries[idx] = {**entries[idx], "files": sums}
+            entries[idx] = entries[idx].with_files(sums)
+            tc = idx // per_chunk
+            touched[tc] -= 1
+            if touched[tc] == 0:  # the last step of its time chunks: they are final now
+                keys = [r.key for r in chunk_refs(handles, time_chunks=[tc], static=False)]
+                chunk_sums.update(hash_chunks(store, keys, workers=options.read_workers))
             if due():
-                save()
+                save(store)
             bar.update(info.nbytes)
             log.debug("wrote time step %s at index %d", info.key, idx)
 
@@ -371,7 +455,7 @@ def _write_locked(
             while pending:
                 finish()
         bar.close()
-        save()
+        save(store)
         zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
     log.info("%s: %d time steps written, %d skipped (done)", store, len(todo), summary["skipped"])
     return summary
