@@ -33,6 +33,9 @@ repro: params ## Run the whole pipeline offline on data/sample
 test: ## Run the test suite (slow and integration tests included)
 	$(BIN)/python -m pytest
 
+fuzz: ## Fuzz the parsers longer (ASTROPIPE_FUZZ_CASES, default 20000; ASTROPIPE_FUZZ_SEED)
+	ASTROPIPE_FUZZ_CASES=$${ASTROPIPE_FUZZ_CASES:-20000} $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 bench: ## Run the benchmarks and print ratio tables (not part of `make test`)
 	$(BIN)/python -m benchmarks
 

@@ -45,8 +45,9 @@ BATCH_SIZE = 256
 #: a gzip stream can expand a thousandfold.
 MAX_STAMP_BYTES = 16 * 1024 * 1024
 
-# One path component made by stamp_files: never empty, '.', '..' or with a separator.
-_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# One path component made by stamp_files: never empty, hidden, '.', '..' or with a separator
+# (v1.x candids are negative, so a name may start with '-').
+_SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _safe_dest(cutout_dir: Path, rel: str) -> Path:
     # stamp_files builds names from checked ids only; this guards the invariant anyway
     parts = rel.split("/")
     if len(parts) != 2 or not all(_SAFE_PART.fullmatch(p) for p in parts):
-        raise InputFileError(f"cutout name {rel!r} is not <id>/<candid>_<kind>; not written")
+        raise InputFileError(f"cutout name {rel!r} is not <id>/<candid>_<kind>; not written.")
     return cutout_dir / parts[0] / parts[1]
 
 
@@ -150,7 +151,10 @@ def process_batch(
             files = []
             if cutout_dir is not None:
                 stamps, _ = stamp_files(alert.record, keep_jpeg=keep_jpeg)
-                files = [(n, _stamp_bytes(packet.name, n, d)) for n, d in stamps]
+                files = [
+                    (_safe_dest(cutout_dir, n), n, _stamp_bytes(packet.name, n, d))
+                    for n, d in stamps
+                ]
         except InputFileError as exc:
             if fail:
                 raise
@@ -160,8 +164,7 @@ def process_batch(
         result.collector.add(alert, sha256=sha)
         if cutout_dir is None:
             continue
-        for rel, data in files:
-            dest = _safe_dest(cutout_dir, rel)
+        for dest, rel, data in files:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not _create(dest, data):  # same candid seen before: keep both until resolved
                 side = _side_name(rel, sha)
