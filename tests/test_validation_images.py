@@ -18,6 +18,7 @@ from astropy.io import fits
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from astropipe.calibration.calibrate import master_history, master_imagetyp  # noqa: E402
 from astropipe.config import load_params  # noqa: E402
 from astropipe.errors import (  # noqa: E402
     ConfigError,
@@ -63,11 +64,16 @@ def write_frames(paths: dict[str, Path]) -> None:
     rng = np.random.default_rng(1)
     shape = (16, 16)
     masters = {
-        "bias": ("bias_CAM_1x1.fits", "MASTER BIAS", rng.normal(0, 1, shape), None),
-        "flat": ("flat_CAM_1x1_R.fits", "MASTER FLAT", 1 + rng.normal(0, 0.01, shape), "R"),
+        "bias": ("bias_CAM_1x1.fits", master_imagetyp("bias"), rng.normal(0, 1, shape), None),
+        "flat": (
+            "flat_CAM_1x1_R.fits",
+            master_imagetyp("flat"),
+            1 + rng.normal(0, 0.01, shape),
+            "R",
+        ),
     }
     for name, imagetyp, data, filt in masters.values():
-        head = fits.Header({"IMAGETYP": imagetyp})
+        head = fits.Header({"IMAGETYP": imagetyp})  # written as calibrate_images does
         if filt:
             head["FILTER"] = filt
         err = fits.ImageHDU(np.full(shape, 0.1, np.float32), name="ERR")
@@ -76,8 +82,8 @@ def write_frames(paths: dict[str, Path]) -> None:
         head = fits.Header({"DATE-OBS": f"2026-05-23T21:{10 + 5 * i}:00.000", "FILTER": "R"})
         head["EXPTIME"] = 120.0
         for role, (name, *_rest) in masters.items():
-            head.add_history(f"{role} master: {name}")
-            head.add_history(f"sha256 {sha256_file(paths['masters'] / name)}")
+            for card in master_history(role, name, sha256_file(paths["masters"] / name)):
+                head.add_history(card)
         mask = np.zeros(shape, np.uint8)
         mask[0, :3] = [1, 2, 4]  # the three known bits
         _write(
@@ -473,3 +479,25 @@ def test_outputs_are_byte_identical_across_runs(
         outputs.append({p.as_posix(): p.read_bytes() for p in [SUMMARY, *docs]})
     assert outputs[0] == outputs[1]
     assert str(workdir) not in b"".join(outputs[0].values()).decode()
+
+
+def test_calibration_header_contract_round_trips() -> None:
+    """validate reads what calibrate_images writes through the same two functions."""
+    from astropipe.calibration.calibrate import MasterUsed, master_kind, masters_used
+
+    head = fits.Header()
+    head.add_history("input: raw_01.fits")  # other HISTORY cards are not masters
+    for role, name in (("bias", "bias_CAM_1x1.fits"), ("flat", "flat_CAM_1x1_R.fits")):
+        for card in master_history(role, name, role[0] * 64):
+            head.add_history(card)
+    assert masters_used(head["HISTORY"]) == [
+        MasterUsed("bias", "bias_CAM_1x1.fits", "b" * 64),
+        MasterUsed("flat", "flat_CAM_1x1_R.fits", "f" * 64),
+    ]
+    assert masters_used(["dark master: d.fits"]) == [MasterUsed("dark", "d.fits", None)]
+    assert [master_kind(master_imagetyp(k)) for k in ("bias", "dark", "flat")] == [
+        "bias",
+        "dark",
+        "flat",
+    ]
+    assert master_kind("Light Frame") is None

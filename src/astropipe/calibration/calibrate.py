@@ -23,6 +23,9 @@ relative error in quadrature.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 
 from astropipe.calibration.sections import Section, overscan_axis, overscan_vector
@@ -33,6 +36,11 @@ __all__ = [
     "BAD_FLAT",
     "COSMIC_RAY",
     "NONFINITE",
+    "MasterUsed",
+    "master_history",
+    "masters_used",
+    "master_imagetyp",
+    "master_kind",
     "subtract_overscan",
     "trim",
     "gain_correct",
@@ -52,6 +60,51 @@ SATURATED = MASK_BITS["SATURATED"]
 BAD_FLAT = MASK_BITS["BAD_FLAT"]
 COSMIC_RAY = MASK_BITS["COSMIC_RAY"]
 NONFINITE = MASK_BITS["NONFINITE"]
+
+# The header contract of calibrate_images' outputs: the writer (science.py) and the readers
+# (validation) both go through these, so neither parses the other's text by hand.
+_MASTER = " master: "
+_SHA256 = "sha256 "
+
+
+@dataclass(frozen=True)
+class MasterUsed:
+    """A master frame a calibrated frame names in its HISTORY: role, file name, SHA-256."""
+
+    role: str
+    name: str
+    sha256: str | None
+
+
+def master_history(role: str, name: str, sha256: str) -> tuple[str, str]:
+    """The two HISTORY cards naming a master used (``bias master: <name>``, ``sha256 <hex>``)."""
+    return f"{role}{_MASTER}{name}", f"{_SHA256}{sha256}"
+
+
+def masters_used(history: Iterable[object]) -> list[MasterUsed]:
+    """The masters named by :func:`master_history` cards among a header's HISTORY, in order."""
+    cards = [str(c) for c in history]
+    out: list[MasterUsed] = []
+    for i, card in enumerate(cards):
+        if _MASTER in card:
+            role, name = card.split(_MASTER, 1)
+            nxt = cards[i + 1] if i + 1 < len(cards) else ""
+            sha = nxt.removeprefix(_SHA256).strip() if nxt.startswith(_SHA256) else ""
+            out.append(MasterUsed(role.strip(), name.strip(), sha or None))
+    return out
+
+
+def master_imagetyp(kind: str) -> str:
+    """IMAGETYP of a master frame of ``kind`` (``MASTER BIAS``)."""
+    return f"MASTER {kind.upper()}"
+
+
+def master_kind(imagetyp: object) -> str | None:
+    """Inverse of :func:`master_imagetyp`: ``bias``, ``dark``, ``flat``; None for other values."""
+    text = str(imagetyp).strip()
+    if text.upper().startswith("MASTER "):
+        return text[len("MASTER ") :].strip().lower() or None
+    return None
 
 
 def subtract_overscan(

@@ -27,6 +27,8 @@ from astropipe.calibration.calibrate import (
     SATURATED,
     flat_bad_pixels,
     flat_correct,
+    master_history,
+    master_imagetyp,
     science_error,
     subtract_bias,
     subtract_dark,
@@ -250,8 +252,8 @@ def write_science(
     for name, bit in MASK_BITS.items():
         head[f"MASKB{bit}"] = (name, f"MASK bit value {bit}")
     for role, (master, sha) in sorted(masters.items()):
-        head.add_history(f"{role} master: {master.name}.fits")
-        head.add_history(f"sha256 {sha}")
+        for card in master_history(role, f"{master.name}.fits", sha):
+            head.add_history(card)
     head["NCOSMIC"] = (cal.cosmic_pixels, "pixels flagged as cosmic rays (MASK bit 4)")
     primary = fits.PrimaryHDU(header=head)
     sci = fits.ImageHDU(cal.sci, header=head.copy(), name="SCI")
@@ -270,7 +272,7 @@ def write_master(
     """Write a master frame (primary = data, ``ERR`` extension); ``inputs`` maps file → SHA-256."""
     first = master.spec.frames[0]
     head = fits.Header()
-    head["IMAGETYP"] = (f"MASTER {master.spec.kind.upper()}", "astropipe calibrate_images")
+    head["IMAGETYP"] = (master_imagetyp(master.spec.kind), "astropipe calibrate_images")
     head["INSTRUME"] = first.instrument
     head["XBINNING"], head["YBINNING"] = first.binning
     if master.spec.filter is not None:

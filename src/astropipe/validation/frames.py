@@ -5,6 +5,10 @@ SHA-256) and master frames (primary = data, ``ERR`` extension) are read one at a
 (memory-mapped) and reduced to a row of numbers; the great-expectations suite runs on that small
 table. A file that cannot be read, or lacks an extension, gets a row whose ``problem`` says why,
 so it fails the contract by name instead of stopping the stage.
+
+What calibrate_images writes into headers is read through its declared contract
+(:func:`~astropipe.calibration.calibrate.masters_used`,
+:func:`~astropipe.calibration.calibrate.master_kind`), never by parsing the cards here.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from astropy.io import fits
 from astropy.time import Time
 from great_expectations.expectations.row_conditions import Column
 
-from astropipe.calibration.calibrate import MASK_BITS
+from astropipe.calibration.calibrate import MASK_BITS, MasterUsed, master_kind, masters_used
 from astropipe.provenance import sha256_file
 from astropipe.validation.config import FramesConfig
 from astropipe.validation.suites import Contract, Rule, _between, _in_set, _unique
@@ -74,22 +78,10 @@ def _mjd(date_obs: Any) -> float:
         return float("nan")
 
 
-def _history_masters(header: fits.Header) -> list[tuple[str, str | None]]:
-    """``(master file name, recorded SHA-256)`` from ``<role> master: <name>`` HISTORY cards."""
-    cards = [str(c) for c in header.get("HISTORY", [])]
-    out: list[tuple[str, str | None]] = []
-    for i, card in enumerate(cards):
-        if " master: " in card:
-            sha = cards[i + 1] if i + 1 < len(cards) else ""
-            out.append((card.split(" master: ", 1)[1].strip(), sha[7:].strip() or None))
-    return out
-
-
-def _masters_check(
-    named: list[tuple[str, str | None]], masters: Path, hashes: dict[str, str | None]
-) -> str:
+def _masters_check(named: list[MasterUsed], masters: Path, hashes: dict[str, str | None]) -> str:
     """``ok``, or the first named master that is missing or whose SHA-256 differs."""
-    for name, sha in named:
+    for used in named:
+        name, sha = used.name, used.sha256
         if name not in hashes:
             path = masters / name
             hashes[name] = sha256_file(path) if path.is_file() else None
@@ -122,7 +114,8 @@ def frame_row(
             missing = [e for e in needed if e not in names]
             head = hdul[0].header
             if not science:
-                kind = str(head.get("IMAGETYP", "")).lower().removeprefix("master ").strip()
+                imagetyp = head.get("IMAGETYP", "")
+                kind = master_kind(imagetyp) or str(imagetyp).strip().lower()
             if missing:
                 return _empty_row(path, kind, f"missing extension(s) {missing}")
             sci = np.asarray(hdul["SCI" if science else 0].data)
@@ -146,7 +139,7 @@ def frame_row(
                     row["mask_unknown_bits"] = int(
                         np.count_nonzero((mask | _KNOWN_BITS) != _KNOWN_BITS)
                     )
-                named = _history_masters(head)
+                named = masters_used(head.get("HISTORY", []))
                 row["history_masters"] = len(named)
                 row["masters_check"] = _masters_check(named, masters, hashes)
             return row
