@@ -16,7 +16,7 @@ from typing import Any
 from astropipe import __version__
 from astropipe.sources.redact import redact_params
 
-__all__ = ["sha256_file", "sha256_bytes", "relpath", "provenance", "inputs_digest"]
+__all__ = ["sha256_file", "sha256_bytes", "sha256_stream", "relpath", "provenance", "inputs_digest"]
 
 #: read size when hashing a file: large unbuffered reads (hashing runs at ~1 GB/s)
 _CHUNK = 1 << 22
@@ -39,6 +39,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
     """Return the hex SHA-256 of ``data`` (any bytes-like object, hashed without a copy)."""
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_stream() -> Any:
+    """A running SHA-256 for bytes that arrive in pieces: ``update(piece)``, then ``hexdigest()``.
+
+    For streamed downloads, hashed as they are written (the same digest as :func:`sha256_file`
+    of the finished file).
+    """
+    return hashlib.sha256()
 
 
 def relpath(path: str | os.PathLike[str]) -> str:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from urllib3.util.retry import Retry
 from astropipe import __version__
 from astropipe.errors import ServiceError, ServiceResponseError
 from astropipe.io.atomic import atomic_path
+from astropipe.provenance import sha256_bytes, sha256_stream
 from astropipe.sources.redact import install_log_redaction, safe_url
 from astropipe.sources.responses import (
     EXPECT,
@@ -358,7 +358,7 @@ def get_text(
         status=response.status_code,
         content_type=ctype,
         content=content,
-        sha256=hashlib.sha256(content).hexdigest(),
+        sha256=sha256_bytes(content),
     )
 
 
@@ -392,7 +392,7 @@ def download(
         As for :func:`get_text`; the temporary file is removed.
     """
     shown = safe_url(url, params)
-    digest = hashlib.sha256()
+    digest = sha256_stream()
     with _deadline(deadline) as end:
         response = _send(
             session, "GET", url, params, _timeouts(timeout), stream=True, deadline=deadline

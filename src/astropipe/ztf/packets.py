@@ -13,7 +13,6 @@ packet: they are skipped, logged and counted in a :class:`ReadStats`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from astropipe.errors import InputFileError, MissingInputError
-from astropipe.provenance import relpath
+from astropipe.provenance import relpath, sha256_bytes
 
 __all__ = [
     "Packet",
@@ -78,7 +77,7 @@ class Packet:
     @property
     def sha256(self) -> str:
         """SHA-256 of the packet bytes."""
-        return hashlib.sha256(self.data).hexdigest()
+        return sha256_bytes(self.data)
 
 
 @dataclass
