@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any
-
-import dataclasses
 
 import numpy as np
 import zarr
