@@ -26,16 +26,15 @@ PIMEN = ROOT / "data/sample/tess/test-lc-tess-pimen-100-cadences.fits"
             "truncated: the LIGHTCURVE extension needs 10000 bytes of data from byte 20160, "
             "but the file ends at byte 22548",
         ),
-        # truncated inside the LIGHTCURVE header: astropy silently drops HDU 1
+        # truncated inside the LIGHTCURVE header (astropy would silently drop HDU 1)
         (
             "test-lc-tess-pimen-corrupted-at-header.fits",
-            "no table extension after the primary header; the header of HDU 1 is 240 bytes",
+            "truncated or damaged: the header of HDU 1 stops after 240 bytes without an END card",
         ),
         # truncated inside the primary header
         (
             "test-lc-tess-pimen-corrupted-at-header2.fits",
-            "not a readable light-curve FITS file (OSError: Empty or corrupt FITS file); the "
-            "header of HDU 0 is 600 bytes",
+            "truncated or damaged: the header of HDU 0 stops after 600 bytes without an END card",
         ),
     ],
 )
@@ -66,9 +65,9 @@ def test_unknown_layout_lists_what_each_map_lacks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b"", "Empty or corrupt FITS file"),
-        (b"<html><body>502 Bad Gateway</body></html>", "not a readable light-curve FITS file"),
-        (b"SIMPLE  =                    T" + b" " * 2850, r"Header missing END card"),
+        (b"", r"not a FITS file \(it does not start with a SIMPLE card, 0 bytes\)"),
+        (b"<html><body>502 Bad Gateway</body></html>", "not a FITS file"),
+        (b"SIMPLE  =                    T" + b" " * 2850, "stops after 2880 bytes without an END"),
         (fits.PrimaryHDU().header.tostring().encode(), "no table extension after the primary"),
     ],
 )

@@ -17,7 +17,6 @@ the file and the reason, never another exception.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from astropipe.errors import AstropipeError, InputFileError, MissingInputError
 from astropipe.lightcurve import FLAG_QUALITY_MASKED, SURVEY_FLAGS_MASK
 from astropipe.tess.columns import MISSIONS, TESS_LIGHTCURVE_SCHEMA, ColumnMap, Mission
 from astropipe.tess.config import TessReadConfig
+from astropipe.tess.fitsio import Hdu, read_columns, scan_hdus, table_columns
 from astropipe.tess.quality import quality_bitmask
 from astropipe.tess.timing import mission_time_to_mjd, time_reference
 
@@ -114,28 +114,28 @@ def _header_lookup(*headers: fits.Header) -> Callable[[str], Any]:
     return card
 
 
-def _table_hdu(hdul: fits.HDUList, ext: str | int) -> fits.BinTableHDU | None:
-    try:
-        hdu = hdul[ext]
-    except (KeyError, IndexError):
-        return None
-    return hdu if isinstance(hdu, fits.BinTableHDU) else None
+def _table_hdu(hdus: list[Hdu], ext: str | int) -> Hdu | None:
+    if isinstance(ext, int):
+        hdu = hdus[ext] if 0 < ext < len(hdus) else None
+    else:
+        hdu = next((h for h in hdus[1:] if h.name.upper() == ext.upper()), None)
+    return hdu if hdu is not None and hdu.is_bintable else None
 
 
 def _match(
-    hdul: fits.HDUList, layouts: Iterable[ColumnMap], flux: str
-) -> tuple[ColumnMap, fits.BinTableHDU] | list[str]:
+    hdus: list[Hdu], layouts: Iterable[ColumnMap], flux: str, where: str
+) -> tuple[ColumnMap, Hdu] | list[str]:
     """The first layout the file matches with its table HDU, or why each one did not match."""
     why = []
     for lay in layouts:
         if flux not in lay.fluxes:
             why.append(f"{lay.name}: defines no flux {flux!r}")
             continue
-        hdu = _table_hdu(hdul, lay.extension)
+        hdu = _table_hdu(hdus, lay.extension)
         if hdu is None:
             why.append(f"{lay.name}: no table extension {lay.extension!r}")
             continue
-        card = _header_lookup(hdul[0].header, hdu.header)
+        card = _header_lookup(hdus[0].header, hdu.header)
         wrong = [
             f"{k}={card(k)!r}"
             for k, v in lay.match.items()
@@ -144,7 +144,7 @@ def _match(
         if wrong:
             why.append(f"{lay.name}: {', '.join(wrong)}")
             continue
-        names = {n.upper() for n in hdu.columns.names}
+        names = table_columns(hdu, f"{where} (HDU {hdu.index})")
         missing = [c for c in lay.required_columns(flux) if c.upper() not in names]
         if missing:
             why.append(f"{lay.name}: lacks columns {missing}")
@@ -153,49 +153,17 @@ def _match(
     return why
 
 
-def _check_complete(hdu: fits.BinTableHDU, size: int, where: str) -> None:
-    """Refuse a table whose data runs past the end of the file (FITS 4.0, section 7.3)."""
-    h = hdu.header
-    try:
-        nbytes = int(h["NAXIS1"]) * int(h["NAXIS2"]) + int(h.get("PCOUNT", 0))
-    except (KeyError, TypeError, ValueError):
-        raise InputFileError(
-            f"{where}: table header lacks valid NAXIS1/NAXIS2; the file is damaged — "
-            "re-download it."
-        ) from None
-    start = hdu.fileinfo()["datLoc"]
-    if nbytes < 0 or start + nbytes > size:
-        raise InputFileError(
-            f"{where}: truncated: the {hdu.name or 'table'} extension needs {nbytes} bytes of "
-            f"data from byte {start}, but the file ends at byte {size}; re-download it."
-        )
-
-
-def _column(data: fits.FITS_rec, name: str, where: str) -> np.ndarray:
-    arr = np.asarray(data[name])
-    if arr.ndim != 1:
-        raise InputFileError(
-            f"{where}: column {name} has shape {arr.shape}, expected one value per cadence."
-        )
-    return arr
-
-
-def _float_column(data: fits.FITS_rec, name: str, where: str) -> np.ndarray:
-    arr = _column(data, name, where)
-    if arr.dtype.kind not in "fiu":
-        raise InputFileError(f"{where}: column {name} has type {arr.dtype}, expected numbers.")
-    return arr.astype(np.float64)
+def _float_column(cols: dict[str, np.ndarray], name: str) -> np.ndarray:
+    return cols[name].astype(np.float64)
 
 
 def _int_column(
-    data: fits.FITS_rec, name: str, where: str, *, nullable: bool
+    cols: dict[str, np.ndarray], name: str, where: str, *, nullable: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Integer values and, for a float column, the mask of non-integral/missing entries."""
-    arr = _column(data, name, where)
+    arr = cols[name]
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64), None
-    if arr.dtype.kind != "f":
-        raise InputFileError(f"{where}: column {name} has type {arr.dtype}, expected integers.")
     # eleanor writes FFIINDEX as float; accept integral values, refuse anything else.
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(arr) | (np.abs(arr) >= 2.0**62)
@@ -267,102 +235,104 @@ def _cadence_s(card: Callable[[str], Any], lay: ColumnMap) -> float | None:
 def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
     if value is None:
         return pa.nulls(n, type=type_)
-    return pa.array(np.full(n, value), type=type_)
+    return pa.repeat(pa.scalar(value, type=type_), n)
 
 
 def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.Table:
     where = str(path)
-    with fits.open(io.BytesIO(raw), memmap=False) as hdul:
-        if len(hdul) < 2:
-            raise InputFileError(
-                f"{where}: no table extension after the primary header{_warning_hint(caught)}; "
-                "the file is truncated or not a light curve — re-download it."
-            )
-        found = _match(hdul, cfg.layouts, cfg.flux_column)
-        if isinstance(found, list):
-            raise InputFileError(
-                f"{where}: unknown light-curve layout ({'; '.join(found)}){_warning_hint(caught)}"
-                "; add a column map for it to tess.layouts in conf/tess."
-            )
-        lay, hdu = found
-        _check_complete(hdu, len(raw), where)
-        # What the target is: the primary header first (SPOC repeats RA_OBJ in the table header
-        # with another value in early releases); what TIME is: the table header first.
-        card = _header_lookup(hdul[0].header, hdu.header)
-        tcard = _header_lookup(hdu.header, hdul[0].header)
-        mission = _mission(card, where)
-        target = _target_id(card, lay, where)
-        ref = time_reference(
-            tcard,
-            fallback_jd=lay.time_reference_jd,
-            default_scale=lay.time_scale,
-            where=where,
+    scan = scan_hdus(raw, where)
+    hdus = scan.hdus
+    hint = f"; {scan.problem}" if scan.problem else _warning_hint(caught)
+    if len(hdus) < 2 and scan.problem:
+        raise InputFileError(f"{where}: {scan.problem}; re-download it.")
+    if len(hdus) < 2:
+        raise InputFileError(
+            f"{where}: no table extension after the primary header{hint}; "
+            "the file is truncated or not a light curve — re-download it."
         )
-        data = hdu.data
-        time = _float_column(data, lay.time, where)
-        keep = np.isfinite(time)
-        n_in = len(time)
-        n = int(keep.sum())
-        mjd = mission_time_to_mjd(time[keep], ref)
-
-        quality, _ = _int_column(data, lay.quality, where, nullable=False)
-        quality = quality[keep]
-        bitmask = quality_bitmask(
-            lay.quality_family, cfg.quality, extra_bits=lay.extra_quality_bits
+    found = _match(hdus, cfg.layouts, cfg.flux_column, where)
+    if isinstance(found, list):
+        raise InputFileError(
+            f"{where}: unknown light-curve layout ({'; '.join(found)}){hint}"
+            "; add a column map for it to tess.layouts in conf/tess."
         )
-        masked = (quality & bitmask) != 0
-        flags = (quality & SURVEY_FLAGS_MASK) | np.where(masked, FLAG_QUALITY_MASKED, 0)
+    lay, hdu = found
+    # What the target is: the primary header first (SPOC repeats RA_OBJ in the table header
+    # with another value in early releases); what TIME is: the table header first.
+    card = _header_lookup(hdus[0].header, hdu.header)
+    tcard = _header_lookup(hdu.header, hdus[0].header)
+    mission = _mission(card, where)
+    target = _target_id(card, lay, where)
+    ref = time_reference(
+        tcard,
+        fallback_jd=lay.time_reference_jd,
+        default_scale=lay.time_scale,
+        where=where,
+    )
+    spec = lay.fluxes[cfg.flux_column]
+    names = [lay.time, lay.quality, *spec.columns(), *([lay.cadenceno] if lay.cadenceno else [])]
+    data = read_columns(raw, hdu, list(dict.fromkeys(names)), f"{where} (HDU {hdu.index})")
+    time = _float_column(data, lay.time)
+    keep = np.isfinite(time)
+    n_in = len(time)
+    n = int(keep.sum())
+    mjd = mission_time_to_mjd(time[keep], ref)
 
-        spec = lay.fluxes[cfg.flux_column]
-        flux = _float_column(data, spec.flux, where)[keep]
-        if spec.err is None:
-            flux_err = np.full(n, np.nan)
-        else:
-            flux_err = _float_column(data, spec.err, where)[keep]
-            if spec.err_relative_to:
-                base = _float_column(data, spec.err_relative_to, where)[keep]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    flux_err = flux * flux_err / base
+    quality, _ = _int_column(data, lay.quality, where, nullable=False)
+    quality = quality[keep]
+    bitmask = quality_bitmask(lay.quality_family, cfg.quality, extra_bits=lay.extra_quality_bits)
+    masked = (quality & bitmask) != 0
+    flags = (quality & SURVEY_FLAGS_MASK) | np.where(masked, FLAG_QUALITY_MASKED, 0)
 
-        if lay.cadenceno:
-            cad, cad_bad = _int_column(data, lay.cadenceno, where, nullable=True)
-            cad_mask = None if cad_bad is None else cad_bad[keep]
-            cadenceno = pa.array(cad[keep], type=pa.int64(), mask=cad_mask)
-        else:
-            cadenceno = pa.nulls(n, type=pa.int64())
+    flux = _float_column(data, spec.flux)[keep]
+    if spec.err is None:
+        flux_err = np.full(n, np.nan)
+    else:
+        flux_err = _float_column(data, spec.err)[keep]
+        if spec.err_relative_to:
+            base = _float_column(data, spec.err_relative_to)[keep]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                flux_err = flux * flux_err / base
 
-        season = _int_card(card, mission.season_key, where)
-        cadence_s = _cadence_s(tcard, lay)
-        ra, dec = _float_card(card, "RA_OBJ"), _float_card(card, "DEC_OBJ")
-        info = {
-            "file": path.as_posix(),
-            "bytes": len(raw),
-            "layout": lay.name,
-            "mission": mission.name,
-            "object_id": f"{mission.id_prefix} {target}",
-            mission.season_key.lower(): season,
-            "data_release": _int_card(card, "DATA_REL", where),
-            "procver": None if card("PROCVER") is None else str(card("PROCVER")).strip(),
-            "cadences_in_file": n_in,
-            "nan_time_dropped": n_in - n,
-            "rows": n,
-            "flux_column": spec.flux,
-            "cadence_s": cadence_s,
-            "time": {
-                "scale": ref.scale,
-                "reference_jd": [ref.jd_int, ref.jd_frac],
-                "reference_source": ref.source,
-                "mjd": "((BJDREFI - 2400000.5) + BJDREFF) + TIME",
-                "timepixr": _float_card(tcard, "TIMEPIXR"),
-                "tierrela_d": _float_card(tcard, "TIERRELA"),
-            },
-            "quality": {
-                "family": lay.quality_family,
-                "setting": cfg.quality,
-                "bitmask": bitmask,
-                "flagged": int(masked.sum()),
-            },
-        }
+    if lay.cadenceno:
+        cad, cad_bad = _int_column(data, lay.cadenceno, where, nullable=True)
+        cad_mask = None if cad_bad is None else cad_bad[keep]
+        cadenceno = pa.array(cad[keep], type=pa.int64(), mask=cad_mask)
+    else:
+        cadenceno = pa.nulls(n, type=pa.int64())
+
+    season = _int_card(card, mission.season_key, where)
+    cadence_s = _cadence_s(tcard, lay)
+    ra, dec = _float_card(card, "RA_OBJ"), _float_card(card, "DEC_OBJ")
+    info = {
+        "file": path.as_posix(),
+        "bytes": len(raw),
+        "layout": lay.name,
+        "mission": mission.name,
+        "object_id": f"{mission.id_prefix} {target}",
+        mission.season_key.lower(): season,
+        "data_release": _int_card(card, "DATA_REL", where),
+        "procver": None if card("PROCVER") is None else str(card("PROCVER")).strip(),
+        "cadences_in_file": n_in,
+        "nan_time_dropped": n_in - n,
+        "rows": n,
+        "flux_column": spec.flux,
+        "cadence_s": cadence_s,
+        "time": {
+            "scale": ref.scale,
+            "reference_jd": [ref.jd_int, ref.jd_frac],
+            "reference_source": ref.source,
+            "mjd": "((BJDREFI - 2400000.5) + BJDREFF) + TIME",
+            "timepixr": _float_card(tcard, "TIMEPIXR"),
+            "tierrela_d": _float_card(tcard, "TIERRELA"),
+        },
+        "quality": {
+            "family": lay.quality_family,
+            "setting": cfg.quality,
+            "bitmask": bitmask,
+            "flagged": int(masked.sum()),
+        },
+    }
     seasons = {
         k: season if mission.season_key == k.upper() else None
         for k in ("sector", "quarter", "campaign")
