@@ -170,7 +170,7 @@ def test_second_writer_is_refused(pool, tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with pytest.raises(LockedError, match=r"lwa\.zarr\.lock.*another fits_to_zarr writer"):
+        with pytest.raises(LockedError, match=r"lwa\.zarr\.lock.*another fits_to_zarr run"):
             run(params(inputs, out), collection="lwa")
         assert not out.exists()
     finally:
