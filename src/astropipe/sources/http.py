@@ -182,6 +182,7 @@ def make_session(
     token: str | None = None,
     user_agent: str = f"astropipe/{__version__}",
     max_retry_after: float = MAX_RETRY_AFTER,
+    auth_scheme: str = "Bearer",
 ) -> requests.Session:
     """Build a ``requests`` session that retries transient failures.
 
@@ -193,11 +194,14 @@ def make_session(
         Seconds; the n-th retry waits ``backoff_factor * 2**(n-1)`` unless the server sent a
         ``Retry-After`` header, which is honoured up to ``max_retry_after``.
     token
-        Optional bearer token, sent only in the ``Authorization`` header.
+        Optional token, sent only in the ``Authorization`` header as
+        ``<auth_scheme> <token>``.
     user_agent
         The ``User-Agent`` header.
     max_retry_after
         Seconds; the longest ``Retry-After`` honoured (a longer one is cut to this, and logged).
+    auth_scheme
+        The word before the token: ``Bearer`` (IRSA) or ``token`` (the MAST API).
 
     Returns
     -------
@@ -225,7 +229,7 @@ def make_session(
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
     if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+        session.headers["Authorization"] = f"{auth_scheme} {token}"
     return session
 
 
@@ -259,10 +263,13 @@ def _send(
     *,
     stream: bool,
     deadline: float | None = None,
+    data: Any = None,
 ) -> requests.Response:
     shown = safe_url(url, params)
     try:
-        response = session.request(method, url, params=params, timeout=timeout, stream=stream)
+        response = session.request(
+            method, url, params=params, data=data, timeout=timeout, stream=stream
+        )
     except DeadlineExceeded as exc:
         raise _late(shown, deadline, str(exc), session) from None
     except requests.exceptions.RequestException as exc:
@@ -303,6 +310,7 @@ def get_text(
     expect: str = "csv",
     method: str = "GET",
     deadline: float | None = None,
+    data: Any = None,
 ) -> Fetched:
     """Request ``url`` and return its checked body.
 
@@ -322,6 +330,9 @@ def get_text(
     deadline
         Seconds for the whole call (retries, waits and body); None: no bound beyond the
         timeouts. Checked between reads, so it can be overrun by at most one read timeout.
+    data
+        A form body for ``POST`` (a mapping: sent form-encoded). It is not part of the URL
+        recorded in :attr:`Fetched.url` or in messages; callers name the request themselves.
 
     Returns
     -------
@@ -340,8 +351,9 @@ def get_text(
     shown = safe_url(url, params)
     with _deadline(deadline) as end:
         response = _send(
-            session, method, url, params, _timeouts(timeout), stream=True, deadline=deadline
-        )
+            session, method, url, params, _timeouts(timeout), stream=True, deadline=deadline,
+            data=data,
+        )  # fmt: skip
         parts: list[bytes] = []
         try:
             read_body(response, shown, session, parts.append, deadline=end)
