@@ -23,6 +23,7 @@ __all__ = ["GROUPS", "CHECK_KEY", "RESOLVER", "check_params", "register_resolver
 #: conf/ group → the dataclass that is its schema (``module:Class``; imported on first use).
 GROUPS: dict[str, str] = {
     "ztf": "astropipe.ztf.config:ZtfConfig",
+    "mast": "astropipe.mast.config:MastConfig",
     "features": "astropipe.features.stage:FeaturesConfig",
     "calibration": "astropipe.calibration.config:CalibrationConfig",
     "zarr": "astropipe.zarrcube.config:ZarrConfig",
