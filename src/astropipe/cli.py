@@ -32,6 +32,11 @@ __all__ = ["main", "STAGES"]
 #: command name → (module with ``run``, DVC stage name, one-line help)
 STAGES: dict[str, tuple[str, str, str]] = {
     "ingest-ztf": ("astropipe.ztf.stage", "ingest_ztf", "ZTF alert packets + DR light curves"),
+    "ingest-tess": (
+        "astropipe.tess.stage",
+        "ingest_tess",
+        "TESS/Kepler/K2 light-curve FITS -> the TESS light-curve table",
+    ),
     "build-features": (
         "astropipe.features.stage",
         "build_lightcurve_features",
@@ -61,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
         if name == "ingest-ztf":
             s.add_argument("--limit", type=int, default=None, help="read at most N packets/rows")
+        if name == "ingest-tess":
+            s.add_argument("--limit", type=int, default=None, help="read at most N files")
         if name == "fits-to-zarr":
             s.add_argument(
                 "--collection", required=True, help="collection name under zarr.collections"
@@ -85,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(dumps_json(params))
             return 0
         kwargs: dict[str, Any] = {"dry_run": args.dry_run}
-        if args.command == "ingest-ztf":
+        if args.command in ("ingest-ztf", "ingest-tess"):
             kwargs["limit"] = args.limit
             kwargs["progress"] = sys.stderr.isatty()
         if args.command == "fits-to-zarr":

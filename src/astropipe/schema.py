@@ -24,6 +24,7 @@ __all__ = ["GROUPS", "CHECK_KEY", "RESOLVER", "check_params", "register_resolver
 GROUPS: dict[str, str] = {
     "ztf": "astropipe.ztf.config:ZtfConfig",
     "mast": "astropipe.mast.config:MastConfig",
+    "tess": "astropipe.tess.config:TessConfig",
     "features": "astropipe.features.stage:FeaturesConfig",
     "calibration": "astropipe.calibration.config:CalibrationConfig",
     "zarr": "astropipe.zarrcube.config:ZarrConfig",
