@@ -288,8 +288,9 @@ def _typed(
                     f"{spec.target_source}={v!r} is not '{spec.id_kind} <number>'"
                 )
         columns[spec.target_column] = pa.array(numbers, pa.int64())
-    for name in (spec.id_column, spec.target_column):
-        for i in pc.indices_nonzero(pc.is_null(columns[name])).to_pylist():
+    for name in (spec.id_column, spec.target_source or spec.target_column):
+        # an empty field; a value that did not parse already has its reason
+        for i in pc.indices_nonzero(pc.is_null(raw[name])).to_pylist():
             bad.setdefault(i, []).append(f"no {name}")
     ids = columns[spec.id_column].to_pylist()
     quarantined = []

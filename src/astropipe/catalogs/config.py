@@ -88,9 +88,7 @@ class Freshness:
 class LinkConfig:
     """The light-curve tables the ``objects`` table links catalog entries to."""
 
-    lightcurves: list[str] = field(
-        default_factory=lambda: ["data/raw/tess/lightcurves.parquet"]
-    )
+    lightcurves: list[str] = field(default_factory=lambda: ["data/raw/tess/lightcurves.parquet"])
 
 
 @dataclass(frozen=True)

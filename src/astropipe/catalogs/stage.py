@@ -78,6 +78,12 @@ def _sample_path(cfg: CatalogsConfig, name: str) -> str | None:
     return files[name]
 
 
+def _name(path: Path) -> str:
+    """An input's name in provenance: the configured relative path as written (a symlinked
+    data/sample must not put an absolute path in the outputs), else relative to the cwd."""
+    return path.as_posix() if not path.is_absolute() else relpath(path)
+
+
 def _check(spec: CatalogSpec, cfg: CatalogsConfig):  # type: ignore[no-untyped-def]
     fail = cfg.on_error == "fail"
     return lambda body, where: parse_archive_csv(body, spec, where=where, fail=fail)
@@ -119,7 +125,7 @@ def read_catalogs(
                 )
             data = p.read_bytes()
             parsed = _check(spec, cfg)(data, p.as_posix())
-            reads[name] = CatalogRead(spec, parsed, {relpath(p): sha256_bytes(data)}, None)
+            reads[name] = CatalogRead(spec, parsed, {_name(p): sha256_bytes(data)}, None)
             continue
         session = session or live_session(cfg)
         parsed, info = fetch_catalog(
@@ -141,7 +147,7 @@ def _lightcurve_targets(cfg: CatalogsConfig) -> tuple[pd.DataFrame, dict[str, st
                 "build it with `dvc repro ingest_tess`, or remove it from the list."
             )
         frames.append(lightcurve_targets(read_parquet(p), where=p.as_posix()))
-        hashes[relpath(p)] = sha256_file(p)
+        hashes[_name(p)] = sha256_file(p)
     if not frames:
         return lightcurve_targets(
             pa.table({"mission": pa.array([], pa.string()), "target_id": pa.array([], pa.int64())})
@@ -254,7 +260,9 @@ def run(
             "limit": limit,
             "outputs": _output_paths(cfg),
         }
-    reads, unavailable = read_catalogs(cfg, now=clock(), session=session, force=force)
+    # sample mode never reads the clock: nothing in it may depend on the time of the run
+    now = clock() if cfg.source == "live" else None
+    reads, unavailable = read_catalogs(cfg, now=now, session=session, force=force)
     _limit(reads, limit)
     targets, lc_hashes = _lightcurve_targets(cfg)
     objects, link_stats = build_objects({n: r.parsed.table for n, r in reads.items()}, targets)
