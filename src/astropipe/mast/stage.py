@@ -179,7 +179,7 @@ def planned_requests(cfg: MastConfig, limit: int | None = None) -> dict[str, Any
     """What a live run would send, without sending it (the dry run of ``mast.source=live``)."""
     from dataclasses import replace
 
-    from astropipe.sources.mast import encode_request, load_mast_token, observation_request
+    from astropipe.sources.mast import load_mast_token, observation_request
     from astropipe.sources.redact import safe_url
 
     query = (cfg.query if limit is None else replace(cfg.query, limit=limit)).validate()
@@ -189,15 +189,15 @@ def planned_requests(cfg: MastConfig, limit: int | None = None) -> dict[str, Any
         "invoke_url": safe_url(cfg.client.url),
         "method": "POST, form field request=<json>",
         "authorization": f"token from {names[0]}" if names else "none (public data)",
-        "observations": {"service": first["service"], "request": encode_request(first),
+        "observations": {"request": first,
                          "then": "page 2, 3, ... until paging.rowsTotal rows"},  # fmt: skip
         "products": {
-            "service": "Mast.Caom.Products",
-            "request": encode_request({"service": "Mast.Caom.Products", "format": "json",
-                                       "pagesize": cfg.client.pagesize, "page": 1,
-                                       "params": {"obsid": "<obsid,obsid,...>"}}),  # fmt: skip
-            "batch": cfg.client.products_batch,
+            "request": {"service": "Mast.Caom.Products", "format": "json",
+                        "pagesize": cfg.client.pagesize, "page": 1,
+                        "params": {"obsid": "<obsid,obsid,...>"}},  # fmt: skip
+            "then": f"one request per {cfg.client.products_batch} obsids of the observations",
         },
+        "downloads": "none (ingest_mast writes metadata only)",
         "limit": query.limit,
         "product_filter": asdict(cfg.products),
     }
