@@ -24,6 +24,7 @@ from typing import Any
 from astropipe import __version__
 from astropipe.config import compose
 from astropipe.errors import AstropipeError
+from astropipe.ingest import CHOICES, check_overrides, ingest, selected
 from astropipe.io.tables import dumps_json
 from astropipe.stage_main import setup_logging
 
@@ -36,6 +37,11 @@ STAGES: dict[str, tuple[str, str, str]] = {
         "astropipe.tess.stage",
         "ingest_tess",
         "TESS/Kepler/K2 light-curve FITS -> the TESS light-curve table",
+    ),
+    "ingest-catalogs": (
+        "astropipe.catalogs.stage",
+        "ingest_catalogs",
+        "NASA Exoplanet Archive KOI/TOI/K2 catalogs + objects link",
     ),
     "build-features": (
         "astropipe.features.stage",
@@ -68,10 +74,18 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--limit", type=int, default=None, help="read at most N packets/rows")
         if name == "ingest-tess":
             s.add_argument("--limit", type=int, default=None, help="read at most N files")
+        if name == "ingest-catalogs":
+            s.add_argument("--limit", type=int, default=None, help="keep N rows per catalog")
         if name == "fits-to-zarr":
             s.add_argument(
                 "--collection", required=True, help="collection name under zarr.collections"
             )
+    ing = sub.add_parser("ingest", help="run one or every ingest source; one JSON summary")
+    ing.add_argument("--source", required=True, choices=CHOICES, help="which source (all: each)")
+    ing.add_argument("overrides", nargs="*", help="Hydra overrides, each for its own source")
+    ing.add_argument("--dry-run", action="store_true", help="plan and summarise, write nothing")
+    ing.add_argument("--limit", type=int, default=None, help="passed to every source run")
+    ing.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
     show = sub.add_parser("show-config", help="print the composed configuration as JSON")
     show.add_argument("overrides", nargs="*", help="Hydra overrides")
     return p
@@ -82,17 +96,34 @@ def _runner(command: str) -> Callable[..., dict[str, Any]]:
     return module.run
 
 
+def _ingest(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """``astropipe ingest``: every selected source, one consolidated JSON summary."""
+    summary, ok = ingest(
+        params,
+        selected(args.source),
+        dry_run=args.dry_run,
+        limit=args.limit,
+        progress=sys.stderr.isatty(),
+    )
+    sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``astropipe`` console script."""
     args = _parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", None))
     try:
+        if args.command == "ingest":  # before composing, which would check the unused section
+            check_overrides(args.overrides, selected(args.source))
         params = compose(args.overrides)
         if args.command == "show-config":
             sys.stdout.write(dumps_json(params))
             return 0
+        if args.command == "ingest":
+            return _ingest(args, params)
         kwargs: dict[str, Any] = {"dry_run": args.dry_run}
-        if args.command in ("ingest-ztf", "ingest-tess"):
+        if args.command in ("ingest-ztf", "ingest-tess", "ingest-catalogs"):
             kwargs["limit"] = args.limit
             kwargs["progress"] = sys.stderr.isatty()
         if args.command == "fits-to-zarr":

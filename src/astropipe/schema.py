@@ -25,6 +25,7 @@ GROUPS: dict[str, str] = {
     "ztf": "astropipe.ztf.config:ZtfConfig",
     "mast": "astropipe.mast.config:MastConfig",
     "tess": "astropipe.tess.config:TessConfig",
+    "catalogs": "astropipe.catalogs.config:CatalogsConfig",
     "features": "astropipe.features.stage:FeaturesConfig",
     "calibration": "astropipe.calibration.config:CalibrationConfig",
     "zarr": "astropipe.zarrcube.config:ZarrConfig",

@@ -137,10 +137,17 @@ def read_catalogs(
     return reads, unavailable
 
 
-def _lightcurve_targets(cfg: CatalogsConfig) -> tuple[pd.DataFrame, dict[str, str]]:
+def _lightcurve_targets(
+    cfg: CatalogsConfig, *, missing: list[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Light-curve objects of every configured table; a missing table is an error, unless
+    ``missing`` is given (a dry run): then it is listed there and skipped."""
     frames, hashes = [], {}
     for path in cfg.link.lightcurves:
         p = Path(path)
+        if not p.is_file() and missing is not None:
+            missing.append(p.as_posix())
+            continue
         if not p.is_file():
             raise MissingInputError(
                 f"{p}: catalogs.link.lightcurves names a light-curve table that does not exist; "
@@ -264,11 +271,14 @@ def run(
     now = clock() if cfg.source == "live" else None
     reads, unavailable = read_catalogs(cfg, now=now, session=session, force=force)
     _limit(reads, limit)
-    targets, lc_hashes = _lightcurve_targets(cfg)
+    missing: list[str] | None = [] if dry_run else None
+    targets, lc_hashes = _lightcurve_targets(cfg, missing=missing)
     objects, link_stats = build_objects({n: r.parsed.table for n, r in reads.items()}, targets)
     summary = _summary(cfg, reads, unavailable, objects, link_stats)
     fetch = {n: r.fetch for n, r in reads.items() if r.fetch is not None}
     if dry_run:
+        if missing:  # not built yet (ingest_tess runs first): a real run would need them
+            summary["objects"]["lightcurve_tables_missing"] = missing
         return {"dry_run": True, **summary, "outputs": _output_paths(cfg)}
     out_dir = Path(cfg.outputs.dir)
     for name in ("koi", "toi", "k2", "objects"):
