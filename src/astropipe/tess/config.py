@@ -24,8 +24,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from astropipe.configtypes import NonEmptyList, PositiveFloat, from_mapping
+from astropipe.configtypes import (
+    Declination,
+    NonEmptyList,
+    NonNegativeInt,
+    Pair,
+    PositiveFloat,
+    PositiveInt,
+    RightAscension,
+    from_mapping,
+)
 from astropipe.errors import ConfigError
+from astropipe.mast.config import ProductFilter
 from astropipe.tess.columns import (
     DEFAULT_LAYOUTS,
     ColumnMap,
@@ -40,6 +50,8 @@ __all__ = [
     "ColumnMapConfig",
     "ReadConfig",
     "TessOutputs",
+    "TessLiveConfig",
+    "LightCurveProducts",
     "TessConfig",
 ]
 
@@ -272,6 +284,39 @@ class TessOutputs:
 
 
 @dataclass(frozen=True)
+class LightCurveProducts(ProductFilter):
+    """:class:`~astropipe.mast.config.ProductFilter` whose defaults pick SPOC light curves."""
+
+    subgroups: list[str] = field(default_factory=lambda: ["LC"])
+    types: list[str] = field(default_factory=lambda: ["SCIENCE"])
+    suffixes: list[str] = field(default_factory=lambda: ["_lc.fits"])
+
+
+@dataclass(frozen=True)
+class TessLiveConfig:
+    """``tess.source=live``: which MAST light curves to download (see astropipe.tess.live).
+
+    The connection (endpoint, retries, timeouts, token variables) is ``mast.client``.
+    ``target_name`` holds TIC numbers as text (CAOM ``target_name``), ``sectors`` are CAOM
+    ``sequence_number`` values; ``limit`` caps the light curves downloaded; ``max_points``
+    caps the cadences kept per light curve (every k-th, k = ceil(n / max_points)).
+    """
+
+    target_name: list[str] = field(default_factory=lambda: ["261136679"])  # pi Men
+    sectors: list[NonNegativeInt] = field(default_factory=list)
+    obs_collection: NonEmptyList = field(default_factory=lambda: ["TESS"])
+    t_min: Pair | None = None
+    t_max: Pair | None = None
+    ra: RightAscension | None = None
+    dec: Declination | None = None
+    radius: PositiveFloat | None = None
+    limit: PositiveInt | None = None
+    max_points: PositiveInt | None = None
+    products: LightCurveProducts = field(default_factory=LightCurveProducts)
+    cache_dir: str = "data/cache/mast"
+
+
+@dataclass(frozen=True)
 class TessConfig:
     """The ``tess`` section of params.yaml."""
 
@@ -283,6 +328,7 @@ class TessConfig:
     on_error: Literal["quarantine", "fail"] = "quarantine"
     read: ReadConfig = field(default_factory=ReadConfig)
     outputs: TessOutputs = field(default_factory=TessOutputs)
+    live: TessLiveConfig = field(default_factory=TessLiveConfig)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TessConfig:
@@ -309,4 +355,8 @@ class TessConfig:
                 "directory, e.g. '**/*.fits'."
             )
         cfg.read.reader()  # the column maps and the flux column, checked now
+        if cfg.source == "live":
+            from astropipe.tess.live import live_query
+
+            live_query(cfg.live)  # a bounded query (target, sectors or cone), checked now
         return cfg

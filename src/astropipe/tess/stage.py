@@ -35,11 +35,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from astropipe.config import from_mapping
 from astropipe.errors import AstropipeError, ConfigError, InputFileError, MissingInputError
 from astropipe.io.atomic import atomic_dir, remove_stale_temps
 from astropipe.io.lock import OutputLock
 from astropipe.io.tables import read_metadata, write_json, write_parquet
 from astropipe.lightcurve import FLAG_QUALITY_MASKED
+from astropipe.mast.config import MastClientConfig
 from astropipe.provenance import provenance, relpath, sha256_file
 from astropipe.tess.columns import TESS_LIGHTCURVE_UNITS
 from astropipe.tess.config import TessConfig, TessReadConfig
@@ -53,6 +55,7 @@ __all__ = [
     "InputFile",
     "check_limit",
     "input_files",
+    "mast_client_config",
     "known_quality_bits",
     "read_known_quality_bits",
     "run",
@@ -103,20 +106,41 @@ def _sample_files(cfg: TessConfig) -> list[InputFile]:
     return files
 
 
-def _live_files(cfg: TessConfig, *, limit: int | None) -> list[Path]:
+def _live_files(
+    cfg: TessConfig, *, limit: int | None, client: MastClientConfig | None
+) -> list[Path]:
     """Download the configured MAST light curves into the cache; return their FITS paths.
 
     The live branch: the only place that differs from sample mode. The files it returns are
-    read by the same reader as sample files.
+    read by the same reader as sample files (see :mod:`astropipe.tess.live`).
     """
-    del limit
-    raise ConfigError(
-        f"tess.source={cfg.source}: live MAST downloads are not available yet "
-        "(src/astropipe/sources/mast.py); use tess.source=sample."
-    )
+    from astropipe.tess.live import fetch_light_curves
+
+    if client is None:
+        raise ConfigError(
+            "tess.source=live: the MAST connection (mast.client) was not given; run the stage "
+            "with the full params (both the tess and mast sections)."
+        )
+    paths, info = fetch_light_curves(cfg.live, client, limit=limit)
+    fresh = sum(1 for r in info["products"] if r.get("cached") is False)
+    log.info("tess live: %d light curves (%d downloaded, rest cached)", len(paths), fresh)
+    return paths
 
 
-def input_files(cfg: TessConfig, *, limit: int | None = None) -> list[InputFile]:
+def mast_client_config(params: Mapping[str, Any]) -> MastClientConfig:
+    """``mast.client`` from ``params``: how live mode connects to MAST."""
+    mast = params.get("mast")
+    if not isinstance(mast, Mapping) or "client" not in mast:
+        raise ConfigError(
+            "tess.source=live connects with mast.client, but params has no mast.client "
+            "section; run `make params`."
+        )
+    return from_mapping(MastClientConfig, mast["client"], where="mast.client").validate()
+
+
+def input_files(
+    cfg: TessConfig, *, limit: int | None = None, client: MastClientConfig | None = None
+) -> list[InputFile]:
     """The files a run reads, in order (sample: sorted by input name, then path).
 
     Raises
@@ -128,7 +152,8 @@ def input_files(cfg: TessConfig, *, limit: int | None = None) -> list[InputFile]
     """
     if cfg.source == "live":
         files = [
-            InputFile(Path(relpath(p)), f"live/{p.name}") for p in _live_files(cfg, limit=limit)
+            InputFile(Path(relpath(p)), f"live/{p.name}")
+            for p in _live_files(cfg, limit=limit, client=client)
         ]
     else:
         files = _sample_files(cfg)
@@ -173,6 +198,10 @@ def _read(files: list[InputFile], cfg: TessConfig, progress: bool) -> ReadResult
 
         paths = tqdm(paths, desc="light curves", unit="file")
     result = read_lightcurves(paths, cfg.read.reader(), fail=cfg.on_error == "fail")
+    if cfg.source == "live" and cfg.live.max_points is not None:
+        from astropipe.tess.live import downsample
+
+        result = downsample(result, cfg.live.max_points)
     if not result.files:
         first = result.quarantined[0]["reason"] if result.quarantined else "no reason recorded"
         raise InputFileError(
@@ -292,7 +321,7 @@ def run(
     Raises
     ------
     ConfigError
-        A bad ``tess`` section or ``limit``; ``tess.source=live`` until live mode exists.
+        A bad ``tess`` section or ``limit``; live mode without a ``mast.client`` section.
     MissingInputError, InputFileError
         An input directory is missing, no file matches, or no file is readable (nothing is
         written then). With ``tess.on_error=fail``, the first unreadable file.
@@ -315,7 +344,17 @@ def run(
             f"tess.outputs.lightcurves={out.lightcurves} is inside tess.outputs.fits={out.fits}; "
             "keep the table next to the FITS directory."
         )
-    files = input_files(cfg, limit=limit)
+    client = mast_client_config(params) if cfg.source == "live" else None
+    if dry_run and client is not None:  # a live dry run sends nothing and downloads nothing
+        from astropipe.tess.live import planned_requests
+
+        return {
+            "dry_run": True,
+            "source": cfg.source,
+            "requests": planned_requests(cfg.live, client, limit=limit),
+            "outputs": asdict(out),
+        }
+    files = input_files(cfg, limit=limit, client=client)
     if dry_run:
         result = _read(files, cfg, progress)
         table, duplicates = _drop_duplicates(result)
