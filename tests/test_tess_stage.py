@@ -259,13 +259,9 @@ def test_input_names_never_become_paths_outside_fits(name: str) -> None:
         TessConfig.from_params({"tess": {"inputs": {name: "data/sample/tess"}}})
 
 
-def test_live_dry_run_plans_requests_without_network(
-    work: Path, base_params: dict[str, Any]
-) -> None:
-    # live mode end to end on loopback: tests/test_mast_tess_live.py
-    out = run(_params(base_params, source="live"), dry_run=True)
-    assert out["requests"]["observations"]["service"] == "Mast.Caom.Filtered"
-    assert not Path("data/raw").exists() and not Path("data/cache").exists()
+def test_live_mode_is_refused_until_wired(work: Path, base_params: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="tess.source=live: live MAST downloads are not avail"):
+        run(_params(base_params, source="live"), dry_run=True)
 
 
 def test_cli_ingest_tess(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -279,3 +275,111 @@ def test_cli_ingest_tess(work: Path, capsys: pytest.CaptureFixture[str]) -> None
     out = json.loads(capsys.readouterr().out)
     assert out["files"] == 3 and out["dry_run"] is True
     assert not Path("data/raw").exists()
+
+
+# --- the tess_lightcurves contract (validate) ----------------------------------------------
+
+
+def _contract_report(path: str, gx_context: Any, **cfg: Any) -> Any:
+    from astropipe.validation.config import RangesConfig, TessLightcurvesConfig
+    from astropipe.validation.runner import validate_frame
+    from astropipe.validation.tess import tess_lightcurves_contract, tess_lightcurves_table
+
+    tcfg = TessLightcurvesConfig(path=path, build="dvc repro ingest_tess", **cfg)
+    contract = tess_lightcurves_contract(tcfg, RangesConfig())
+    return validate_frame(tess_lightcurves_table(tcfg), contract, path=path, context=gx_context)
+
+
+def _rewrite(src: str, dst: str, edit: Any) -> str:
+    """Write ``edit(table)`` to ``dst`` with the provenance and units of ``src``."""
+    import pyarrow as pa
+
+    from astropipe.io.tables import write_parquet
+
+    meta = read_metadata(src)
+    df = edit(pq.read_table(src).to_pandas())
+    table = pa.Table.from_pandas(df, schema=TESS_LIGHTCURVE_SCHEMA, preserve_index=False)
+    write_parquet(table, dst, provenance=meta["provenance"], units=meta["units"])
+    return dst
+
+
+@pytest.fixture()
+def written(work: Path, base_params: dict[str, Any]) -> str:
+    run(base_params)
+    return "data/raw/tess/lightcurves.parquet"
+
+
+def test_contract_passes_on_the_sample(written: str, gx_context: Any) -> None:
+    report = _contract_report(written, gx_context)
+    assert report.rows == 84200 and report.success, [o.rule for o in report.failed]
+    assert len(report.outcomes) > 50
+
+
+def _failed(report: Any) -> dict[str, dict[str, Any]]:
+    return {o.rule: o.observed for o in report.failed}
+
+
+def test_contract_names_the_broken_light_curve(written: str, gx_context: Any) -> None:
+    pimen = "TIC 261136679 TESS S1 spoc 120s"
+
+    def edit(df: Any) -> Any:
+        rows = df.index[(df["object_id"] == "TIC 261136679") & (df["source"] == "spoc")]
+        first, second = rows[0], rows[1]
+        df.loc[[first, second], "mjd"] = df.loc[[second, first], "mjd"].to_numpy()  # out of order
+        df.loc[rows[5], "quality"] = df.loc[rows[5], "quality"] | (1 << 20)  # not a TESS bit
+        df.loc[rows[5], "flags"] = df.loc[rows[5], "flags"] | (1 << 20)
+        k2 = df.index[df["object_id"] == "EPIC 211436265"]
+        df.loc[k2[: len(k2) * 6 // 10], "flux"] = np.nan  # 60% of a light curve without flux
+        # one cadence twice, the copy at the end (so also back in time in its light curve)
+        return pd.concat([df, df.iloc[[0]]], ignore_index=True)
+
+    import pandas as pd
+
+    k2 = "EPIC 211436265 K2 C5 kepler 1765.46s"
+    bad = _rewrite(written, "bad.parquet", edit)
+    failed = _failed(_contract_report(bad, gx_context))
+    order = next(v for k, v in failed.items() if k.startswith("time increases"))
+    assert order["unexpected_count"] == 2 and order["unexpected_items"] == [pimen, k2]
+    bits = next(v for k, v in failed.items() if k.startswith("QUALITY holds only"))
+    assert bits["unexpected_items"] == [pimen]
+    finite = next(v for k, v in failed.items() if k.startswith("flux finite on >= 50%"))
+    assert set(finite["unexpected_items"]) == {k2}
+    dup = next(v for k, v in failed.items() if k.startswith("(object_id, mission, sector"))
+    assert dup["unexpected_count"] == 2
+    assert len(failed) == 4, list(failed)
+
+
+def test_contract_knows_eleanor_bits_only_on_eleanor_rows(written: str, gx_context: Any) -> None:
+    def edit(df: Any) -> Any:
+        for source in ("eleanor", "spoc"):
+            i = df.index[df["source"] == source][0]
+            df.loc[i, "quality"] = df.loc[i, "quality"] | (1 << 17)
+            df.loc[i, "flags"] = df.loc[i, "flags"] | (1 << 17)
+        return df
+
+    failed = _failed(_contract_report(_rewrite(written, "b.parquet", edit), gx_context))
+    (bits,) = [v for k, v in failed.items() if k.startswith("QUALITY holds only")]
+    assert bits["unexpected_count"] == 1  # the spoc row; eleanor declares 2^17
+    assert bits["unexpected_items"] == ["TIC 25155310 TESS S1 spoc 120s"]
+    assert len(failed) == 1, list(failed)
+
+
+def test_validate_stage_runs_the_contract(
+    written: str, base_params: dict[str, Any], gx_context: Any
+) -> None:
+    from astropipe.validation.stage import run as validate
+
+    params = copy.deepcopy(base_params)
+    v = params["validation"]
+    v["tables"] = {}
+    v.pop("frames")
+    v.pop("cubes")
+    summary = validate(params, context=gx_context)
+    assert summary["success"] is True
+    assert summary["tables"]["tess_lightcurves"]["rows"] == 84200
+    docs = Path(v["outputs"]["docs"])
+    assert "tess_lightcurves" in (docs / "index.md").read_text()
+    Path(written).unlink()
+    with pytest.raises(MissingInputError, match=r"table 'tess_lightcurves' not found; build it "
+                       r"with `dvc repro ingest_tess`"):  # fmt: skip
+        validate(params, context=gx_context)

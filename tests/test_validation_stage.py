@@ -42,6 +42,7 @@ def params() -> dict[str, Any]:
     p = load_params(ROOT / "params.yaml")
     p["validation"].pop("frames", None)
     p["validation"].pop("cubes", None)
+    p["validation"].pop("tess_lightcurves", None)  # its own tests: test_tess_stage
     return p
 
 

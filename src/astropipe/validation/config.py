@@ -15,6 +15,7 @@ __all__ = [
     "FramesConfig",
     "CubeCollectionConfig",
     "CubesConfig",
+    "TessLightcurvesConfig",
     "ValidationOutputs",
     "ValidationConfig",
     "TABLES",
@@ -95,6 +96,26 @@ class FramesConfig:
 
 
 @dataclass(frozen=True)
+class TessLightcurvesConfig:
+    """TESS/Kepler/K2 light curves (ingest_tess): where they are and the contract thresholds."""
+
+    path: str
+    build: str
+    min_flux_finite_fraction: Fraction = 0.5
+    mjd: Pair = field(default_factory=lambda: [54900.0, 62000.0])
+    completeness: dict[str, Fraction] = field(default_factory=dict)
+
+    def validate(self) -> TessLightcurvesConfig:
+        """Check the MJD range; return self."""
+        if not self.mjd[0] < self.mjd[1]:
+            raise ConfigError(
+                "validation.tess_lightcurves.mjd: expected [min, max] with min < max, found "
+                f"{self.mjd}."
+            )
+        return self
+
+
+@dataclass(frozen=True)
 class CubeCollectionConfig:
     """One Zarr store (fits_to_zarr collection) and the input files it must record."""
 
@@ -127,6 +148,7 @@ class ValidationConfig:
     tables: dict[str, TableConfig] = field(default_factory=dict)
     frames: FramesConfig | None = None
     cubes: CubesConfig | None = None
+    tess_lightcurves: TessLightcurvesConfig | None = None
     ranges: RangesConfig = field(default_factory=RangesConfig)
     outputs: ValidationOutputs = field(default_factory=ValidationOutputs)
     fail_on_error: bool = True
@@ -163,10 +185,13 @@ class ValidationConfig:
         cfg.ranges.validate()
         if cfg.frames is not None:
             cfg.frames.validate()
+        if cfg.tess_lightcurves is not None:
+            cfg.tess_lightcurves.validate()
         return ValidationConfig(
             tables=tables,
             frames=cfg.frames,
             cubes=_cubes(cubes_raw),
+            tess_lightcurves=cfg.tess_lightcurves,
             ranges=cfg.ranges,
             outputs=cfg.outputs,
             fail_on_error=cfg.fail_on_error,

@@ -1,8 +1,10 @@
 """The ``validate`` stage: run every data contract, write the summary and data docs.
 
-Contracts: the three ZTF tables (alerts, lightcurves, features), then ``frames`` (one row per
-calibrated FITS frame and master, calibrate_images) and ``cubes`` (one row per Zarr store time
-step and frequency, fits_to_zarr), each a small summary table built one frame / step at a time.
+Contracts: the three ZTF tables (alerts, lightcurves, features), ``tess_lightcurves``
+(ingest_tess's rows plus per-light-curve columns, :mod:`astropipe.validation.tess`), then
+``frames`` (one row per calibrated FITS frame and master, calibrate_images) and ``cubes`` (one
+row per Zarr store time step and frequency, fits_to_zarr), each a small summary table built one
+frame / step at a time.
 
 Order of work: check that every configured table, frame directory and store exists (a missing
 one is an error naming the path and the command that builds it, before anything is written);
@@ -30,6 +32,7 @@ from astropipe.validation.frames import frames_contract, frames_table
 from astropipe.validation.report import failure_line, summarize, write_docs, write_summary
 from astropipe.validation.runner import TableReport, make_context, validate_file, validate_frame
 from astropipe.validation.suites import contract_for
+from astropipe.validation.tess import tess_lightcurves_contract, tess_lightcurves_table
 
 __all__ = ["run"]
 
@@ -49,6 +52,8 @@ def _check_inputs(cfg: ValidationConfig) -> None:
             for role, d in (("masters", f.masters), ("science", f.science))
             if not Path(d).is_dir()
         ]
+    if (t := cfg.tess_lightcurves) is not None and not Path(t.path).is_file():
+        missing.append((t.path, "table 'tess_lightcurves'", t.build))
     if cfg.cubes is not None:
         missing += [
             (c.path, f"cube {name!r}", c.build)
@@ -111,6 +116,13 @@ def run(
         where = f"{Path(cfg.frames.masters).as_posix()}, {Path(cfg.frames.science).as_posix()}"
         rows["frames"] = df = frames_table(cfg.frames)
         reports.append(validate_frame(df, frames_contract(cfg.frames), path=where, context=context))
+    if (tess := cfg.tess_lightcurves) is not None:
+        contract = tess_lightcurves_contract(tess, cfg.ranges)
+        df = tess_lightcurves_table(tess)
+        reports.append(
+            validate_frame(df, contract, path=Path(tess.path).as_posix(), context=context)
+        )
+        hashes["tess_lightcurves"] = sha256_file(tess.path)
     if cfg.cubes is not None:
         where = ", ".join(Path(c.path).as_posix() for c in cfg.cubes.collections.values())
         rows["cubes"] = df = cubes_table(cfg.cubes)

@@ -287,13 +287,18 @@ _BUILDERS = {
 
 
 def contract_for(name: str, table: TableConfig, ranges: RangesConfig) -> Contract:
-    """Return the contract of table ``name`` (one of alerts, lightcurves, features)."""
+    """Return the contract of table ``name`` (alerts, lightcurves, features; catalogs: koi, toi,
+    k2, objects)."""
+    # imported here: the catalog contracts (validation/catalogs.py) use this module's helpers
+    from astropipe.validation.catalogs import CATALOG_BUILDERS
+
+    builders = {**_BUILDERS, **CATALOG_BUILDERS}
     try:
-        builder = _BUILDERS[name]
+        builder = builders[name]
     except KeyError:
         raise ConfigError(
             f"validation.tables: no contract for table {name!r}; "
-            f"valid tables are {list(_BUILDERS)}."
+            f"valid tables are {list(builders)}."
         ) from None
     return builder(table, ranges)
 
