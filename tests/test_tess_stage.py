@@ -259,9 +259,13 @@ def test_input_names_never_become_paths_outside_fits(name: str) -> None:
         TessConfig.from_params({"tess": {"inputs": {name: "data/sample/tess"}}})
 
 
-def test_live_mode_is_refused_until_wired(work: Path, base_params: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="tess.source=live: live MAST downloads are not avail"):
-        run(_params(base_params, source="live"), dry_run=True)
+def test_live_dry_run_plans_requests_without_network(
+    work: Path, base_params: dict[str, Any]
+) -> None:
+    # live mode end to end on loopback: tests/test_mast_tess_live.py
+    out = run(_params(base_params, source="live"), dry_run=True)
+    assert out["requests"]["observations"]["service"] == "Mast.Caom.Filtered"
+    assert not Path("data/raw").exists() and not Path("data/cache").exists()
 
 
 def test_cli_ingest_tess(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
