@@ -247,3 +247,4 @@ def test_sample_mode_never_opens_a_socket(workdir, monkeypatch):
     params = compose(["catalogs.link.lightcurves=[]"], root=ROOT)
     s = run(params, clock=lambda: (_ for _ in ()).throw(AssertionError("clock read")))
     assert s["catalogs"]["toi"]["rows"] == 7703 and "fetch" not in s
+    assert not (workdir / "data/cache").exists()  # no cache directory either
