@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from astropipe.features import compute_features
+from astropipe.features import compute_features as _compute_features
+
+
+def compute_features(df: pd.DataFrame, **kw: int) -> pd.DataFrame:
+    """The interface on ZTF-like magnitude frames (``mag`` → ``value``, kind ``mag``)."""
+    pts = df.rename(columns={"mag": "value"}).assign(survey="ztf", err=0.01, kind="mag")
+    return _compute_features(pts, **kw)
 
 
 def _synthetic(seed: int = 3) -> pd.DataFrame:
@@ -92,3 +98,46 @@ def test_rows_are_not_mixed_between_groups() -> None:
     )
     f = compute_features(df)
     assert list(f["mean"]) == [10.0, 20.0] and list(f["std"]) == [0.0, 0.0]
+
+
+def test_flux_peak_is_the_largest_flux_and_rates_keep_their_sign() -> None:
+    # The same rise and decline as test_known_rise_and_decay, in flux: brighter = larger.
+    t = np.arange(0.0, 31.0)
+    flux = np.where(t <= 10, 100 + 5 * t, 150 - 1 * (t - 10))
+    pts = pd.DataFrame(
+        {
+            "object_id": "T",
+            "band": "TESS",
+            "survey": "tess",
+            "mjd": t,
+            "value": flux,
+            "err": 1.0,
+            "kind": "flux",
+        }
+    )
+    f = _compute_features(pts).iloc[0]
+    assert f["mjd_peak"] == 10.0
+    assert f["rise_rate"] == pytest.approx(5.0, rel=1e-12)
+    assert f["decay_rate"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_interface_refuses_missing_columns_unknown_and_mixed_kinds() -> None:
+    from astropipe.features.extract import FeaturesInputError
+
+    pts = pd.DataFrame(
+        {
+            "object_id": "A",
+            "band": "zg",
+            "survey": "ztf",
+            "mjd": [1.0, 2.0, 3.0],
+            "value": [18.0, 18.1, 18.2],
+            "err": 0.1,
+            "kind": ["mag", "flux", "mag"],
+        }
+    )
+    with pytest.raises(FeaturesInputError, match="A band zg mixes kinds"):
+        _compute_features(pts)
+    with pytest.raises(FeaturesInputError, match="kind \\['counts'\\] is not valid"):
+        _compute_features(pts.assign(kind="counts"))
+    with pytest.raises(FeaturesInputError, match="lacks column\\(s\\) \\['err'\\]"):
+        _compute_features(pts.drop(columns="err"))

@@ -1,5 +1,21 @@
-"""Light-curve features, one row per (object_id, band), computed group-wise without row loops."""
+"""Light-curve features, one row per (object_id, band), computed group-wise without row loops.
 
-from astropipe.features.stats import FEATURE_COLUMNS, compute_features
+The entry point is :func:`compute_features` (``astropipe.features.extract``): cleaned points
+(``object_id, band, survey, mjd, value, err, kind``) in, one row per group out.
+"""
 
-__all__ = ["FEATURE_COLUMNS", "compute_features"]
+from astropipe.features.extract import (
+    FEATURE_COLUMNS,
+    POINT_COLUMNS,
+    ExtractConfig,
+    compute_features,
+    points_from_lightcurves,
+)
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "POINT_COLUMNS",
+    "ExtractConfig",
+    "compute_features",
+    "points_from_lightcurves",
+]

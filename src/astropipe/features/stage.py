@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
-from astropipe.features.stats import FEATURE_COLUMNS, compute_features
+from astropipe.features.extract import FEATURE_COLUMNS, compute_features, points_from_lightcurves
 from astropipe.io.tables import read_parquet, write_json, write_parquet
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
 from astropipe.provenance import provenance, relpath, sha256_file
@@ -86,7 +86,7 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     """Compute features from ``features.inputs`` and write ``features.outputs.features``."""
     cfg = FeaturesConfig.from_params(params)
     lc, hashes = _load(cfg)
-    feats = compute_features(lc, min_points=cfg.min_points)
+    feats = compute_features(points_from_lightcurves(lc), min_points=cfg.min_points)
     groups = lc.groupby(["object_id", "band"]).ngroups if len(lc) else 0
     summary = {
         "detections_used": len(lc),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEATURE_COLUMNS", "compute_features", "group_slices"]
+__all__ = ["FEATURE_COLUMNS", "group_statistics", "group_slices"]
 
 FEATURE_COLUMNS = (
     "n_obs",
@@ -75,13 +75,14 @@ def _ols_slope(t: np.ndarray, y: np.ndarray, w: np.ndarray, starts: np.ndarray) 
     return slope
 
 
-def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
-    """Compute :data:`FEATURE_COLUMNS` for every ``(object_id, band)`` in ``lc``.
+def group_statistics(df: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
+    """Compute :data:`FEATURE_COLUMNS` for every ``(object_id, band)`` of sorted points.
 
     Parameters
     ----------
-    lc
-        Detections with columns ``object_id, band, mjd, mag`` (upper limits already removed).
+    df
+        Points (``object_id, band, mjd, value, kind``) sorted by ``(object_id, band, mjd)``,
+        finite values only (see :func:`astropipe.features.extract.compute_features`).
     min_points
         Groups with fewer points are dropped.
 
@@ -91,8 +92,6 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
         One row per group, sorted by ``(object_id, band)``; ``object_id``, ``band`` and
         :data:`FEATURE_COLUMNS`.
     """
-    df = lc[["object_id", "band", "mjd", "mag"]].dropna(subset=["mag"])
-    df = df.sort_values(["object_id", "band", "mjd"], kind="mergesort").reset_index(drop=True)
     starts = group_slices(df[["object_id", "band"]])
     n = np.diff(np.append(starts, len(df)))
     keep_groups = n >= min_points
@@ -102,7 +101,8 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
     n = np.diff(np.append(starts, len(df))).astype(np.float64)
     gid = np.repeat(np.arange(len(starts)), n.astype(np.intp))
     t = df["mjd"].to_numpy(np.float64)
-    m = df["mag"].to_numpy(np.float64)
+    m = df["value"].to_numpy(np.float64)
+    is_flux = (df["kind"].to_numpy() == "flux")[starts] if len(df) else np.zeros(0, bool)
 
     mean = _segment_sum(m, starts) / n if len(m) else np.zeros(0)
     # Powers are written as products: numpy's ``pow`` (and exp/log) follow the CPU's SIMD
@@ -130,8 +130,12 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
     mmin = np.minimum.reduceat(m, starts) if len(m) else np.zeros(0)
     ends = np.append(starts[1:], len(m)) - 1
 
-    # Brightest point = smallest magnitude; ties go to the earliest epoch.
-    peak_idx = pd.Series(m).groupby(gid, sort=True).idxmin().to_numpy() if len(m) else starts
+    # Brightest point = smallest magnitude or largest flux; ties go to the earliest epoch.
+    # Brightness b = -mag or +flux, so rates below are positive while brightening (rise) and
+    # fading (decay) whatever the kind.
+    sign = np.where(is_flux, 1.0, -1.0)
+    b = m * sign[gid]
+    peak_idx = pd.Series(b).groupby(gid, sort=True).idxmax().to_numpy() if len(m) else starts
     t_peak = t[peak_idx]
     ones = np.ones_like(t)
     before = (t <= t_peak[gid]).astype(np.float64)
@@ -155,8 +159,8 @@ def compute_features(lc: pd.DataFrame, *, min_points: int = 3) -> pd.DataFrame:
             "slope": _ols_slope(t, m, ones, starts),
             "mjd_peak": t_peak,
             "mag_peak": m[peak_idx],
-            "rise_rate": -_ols_slope(t, m, before, starts),
-            "decay_rate": _ols_slope(t, m, after, starts),
+            "rise_rate": _ols_slope(t, b, before, starts),
+            "decay_rate": -_ols_slope(t, b, after, starts),
         }
     )
     return out
