@@ -288,11 +288,13 @@ _BUILDERS = {
 
 def contract_for(name: str, table: TableConfig, ranges: RangesConfig) -> Contract:
     """Return the contract of table ``name`` (alerts, lightcurves, features; catalogs: koi, toi,
-    k2, objects)."""
-    # imported here: the catalog contracts (validation/catalogs.py) use this module's helpers
+    k2, objects; ingest_mast: mast_observations, mast_products)."""
+    # imported here: the catalog and MAST contracts (validation/catalogs.py, validation/mast.py)
+    # use this module's helpers
     from astropipe.validation.catalogs import CATALOG_BUILDERS
+    from astropipe.validation.mast import MAST_BUILDERS
 
-    builders = {**_BUILDERS, **CATALOG_BUILDERS}
+    builders = {**_BUILDERS, **CATALOG_BUILDERS, **MAST_BUILDERS}
     try:
         builder = builders[name]
     except KeyError:
