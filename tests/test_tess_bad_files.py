@@ -59,7 +59,7 @@ def test_unknown_layout_lists_what_each_map_lacks(tmp_path: Path) -> None:
         "unknown light-curve layout (spoc: lacks columns ['TIME', 'QUALITY', 'CADENCENO', " in text
     )
     assert "kepler: TELESCOP='TESS'" in text and "eleanor: lacks columns" in text
-    assert text.endswith("add a column map for it to tess.layouts in conf/tess.")
+    assert text.endswith("add a column map for it to tess.read.layouts in conf/tess.")
 
 
 @pytest.mark.parametrize(

@@ -254,7 +254,7 @@ def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.
     if isinstance(found, list):
         raise InputFileError(
             f"{where}: unknown light-curve layout ({'; '.join(found)}){hint}"
-            "; add a column map for it to tess.layouts in conf/tess."
+            "; add a column map for it to tess.read.layouts in conf/tess."
         )
     lay, hdu = found
     # What the target is: the primary header first (SPOC repeats RA_OBJ in the table header
