@@ -150,7 +150,7 @@ def test_download_of_a_real_light_curve_then_cached(httpserver, tmp_path):
 
 def test_download_size_differs_from_listing(httpserver, tmp_path):
     httpserver.expect_request(DOWNLOAD).respond_with_data(FITS.read_bytes())
-    with pytest.raises(ServiceResponseError, match="40320 bytes arrived but the product listing says 1"):
+    with pytest.raises(ServiceResponseError, match="40320 bytes arrived but the product listing"):
         MastClient(client_cfg(httpserver)).download(URI, tmp_path, size=1)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
@@ -161,7 +161,8 @@ def test_truncated_download_leaves_nothing(httpserver, tmp_path):
     cut.headers["Content-Length"] = str(len(body))
     cut.automatically_set_content_length = False
     httpserver.expect_request(DOWNLOAD).respond_with_response(cut)
-    with pytest.raises(ServiceResponseError, match=f"truncated after 10000 bytes of the {len(body)}"):
+    expected = f"truncated after 10000 bytes of the {len(body)}"
+    with pytest.raises(ServiceResponseError, match=expected):
         MastClient(client_cfg(httpserver, retries=0)).download(URI, tmp_path)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 

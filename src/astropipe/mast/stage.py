@@ -189,12 +189,18 @@ def planned_requests(cfg: MastConfig, limit: int | None = None) -> dict[str, Any
         "invoke_url": safe_url(cfg.client.url),
         "method": "POST, form field request=<json>",
         "authorization": f"token from {names[0]}" if names else "none (public data)",
-        "observations": {"request": first,
-                         "then": "page 2, 3, ... until paging.rowsTotal rows"},  # fmt: skip
+        "observations": {
+            "request": first,
+            "then": "page 2, 3, ... until paging.rowsTotal rows",
+        },  # fmt: skip
         "products": {
-            "request": {"service": "Mast.Caom.Products", "format": "json",
-                        "pagesize": cfg.client.pagesize, "page": 1,
-                        "params": {"obsid": "<obsid,obsid,...>"}},  # fmt: skip
+            "request": {
+                "service": "Mast.Caom.Products",
+                "format": "json",
+                "pagesize": cfg.client.pagesize,
+                "page": 1,
+                "params": {"obsid": "<obsid,obsid,...>"},
+            },  # fmt: skip
             "then": f"one request per {cfg.client.products_batch} obsids of the observations",
         },
         "downloads": "none (ingest_mast writes metadata only)",

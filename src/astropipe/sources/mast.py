@@ -111,9 +111,7 @@ class MastResult:
     responses: dict[str, str] = field(default_factory=dict)
 
 
-def load_mast_token(
-    env_names: Sequence[str], *, dotenv_path: str = ".env"
-) -> str | None:
+def load_mast_token(env_names: Sequence[str], *, dotenv_path: str = ".env") -> str | None:
     """The first non-empty token among ``env_names`` (environment first, then ``.env``)."""
     for name in env_names:
         token = load_token(name, dotenv_path=dotenv_path)
@@ -163,9 +161,7 @@ def observation_request(query: MastQuery, *, pagesize: int, page: int = 1) -> di
             "params": params}  # fmt: skip
 
 
-def products_requests(
-    obsids: Sequence[str], *, batch: int, pagesize: int
-) -> list[dict[str, Any]]:
+def products_requests(obsids: Sequence[str], *, batch: int, pagesize: int) -> list[dict[str, Any]]:
     """One ``Mast.Caom.Products`` request (page 1) per batch of ``batch`` obsids, in order."""
     out = []
     for start in range(0, len(obsids), batch):
@@ -353,7 +349,7 @@ class MastClient:
 
 
 def cache_path(cache_dir: str | Path, data_uri: str) -> Path:
-    """Where ``data_uri`` (``mast:TESS/product/<file>``) is cached: ``<cache_dir>/TESS/product/<file>``.
+    """Where ``data_uri`` (``mast:TESS/product/<f>``) is cached: ``<cache_dir>/TESS/product/<f>``.
 
     A URI is data from the service: each segment must be a plain file name, so no answer can
     place a file outside ``cache_dir``.

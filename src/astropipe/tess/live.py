@@ -64,8 +64,12 @@ def planned_requests(
     return {
         "invoke_url": safe_url(client.url),
         "observations": observation_request(live_query(live), pagesize=client.pagesize),
-        "products": {"service": "Mast.Caom.Products", "params": {"obsid": "<obsid,...>"},
-                     "batch": client.products_batch, "keep": asdict(live.products)},  # fmt: skip
+        "products": {
+            "service": "Mast.Caom.Products",
+            "params": {"obsid": "<obsid,...>"},
+            "batch": client.products_batch,
+            "keep": asdict(live.products),
+        },  # fmt: skip
         "downloads": f"{safe_url(client.download_url)}?uri=<dataURI>",
         "cache_dir": live.cache_dir,
         "light_curves_at_most": _count(live, limit),

@@ -75,8 +75,12 @@ def mast_observations_contract(table: TableConfig, ranges: RangesConfig) -> Cont
         _between("t_max", *MAST_MJD, unit="d"),
         Rule(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB,
-            {"column_A": "t_max", "column_B": "t_min", "or_equal": True,
-             "ignore_row_if": "either_value_is_missing"},  # fmt: skip
+            {
+                "column_A": "t_max",
+                "column_B": "t_min",
+                "or_equal": True,
+                "ignore_row_if": "either_value_is_missing",
+            },  # fmt: skip
             "t_max >= t_min (an observation ends after it starts)",
         ),
         _between("calib_level", 0, 4),
