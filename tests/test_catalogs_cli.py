@@ -92,6 +92,29 @@ def test_per_stage_command_and_bad_limit(in_root: Path, capsys) -> None:
     assert entry["status"] == "error" and entry["error"].startswith("--limit 0: expected")
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("catalogs.catalogs=[koi,koi]", "catalogs.catalogs: ['koi', 'koi'] must name each of"),
+        (
+            "catalogs.freshness.toi=0",
+            "catalogs.freshness.toi: 0 is not valid; expected a number > 0",
+        ),
+        ("catalogs.tap.url=ftp://x", "catalogs.tap.url: 'ftp://x' is not an http(s) URL"),
+        ("catalogs.source=tap", "catalogs.source: 'tap' is not a valid option"),
+        ("catalogs.tap.queries.toi='toi please'", "catalogs.tap.queries.toi: 'toi please' is not"),
+        (
+            "catalogs.catalogs=[k2]",
+            "catalogs.catalogs=['k2']: none is available in sample mode (k2:",
+        ),
+    ],
+)
+def test_bad_catalogs_config_is_one_line(in_root: Path, capsys, override, message) -> None:
+    assert main(["ingest-catalogs", "--dry-run", override]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {message}"), err[-1]
+
+
 def test_unknown_source_is_refused_by_the_parser(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["ingest", "--source", "hst"])

@@ -270,6 +270,12 @@ def run(
     # sample mode never reads the clock: nothing in it may depend on the time of the run
     now = clock() if cfg.source == "live" else None
     reads, unavailable = read_catalogs(cfg, now=now, session=session, force=force)
+    if not reads:  # nothing to write: keep the previous outputs rather than empty ones
+        first = next(iter(unavailable.items()))
+        raise ConfigError(
+            f"catalogs.catalogs={cfg.catalogs}: none is available in {cfg.source} mode "
+            f"({first[0]}: {first[1]}); nothing was written."
+        )
     _limit(reads, limit)
     missing: list[str] | None = [] if dry_run else None
     targets, lc_hashes = _lightcurve_targets(cfg, missing=missing)
