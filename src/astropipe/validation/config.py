@@ -23,7 +23,17 @@ __all__ = [
 ]
 
 #: The tables with a contract, in validation (and report) order.
-TABLES = ("alerts", "lightcurves", "features", "mast_observations", "mast_products")
+TABLES = (
+    "alerts",
+    "lightcurves",
+    "features",
+    "koi",
+    "toi",
+    "k2",
+    "objects",
+    "mast_observations",
+    "mast_products",
+)
 #: The image artifacts with a contract (summarised one row per frame / cube step), in order.
 ARTIFACTS = ("frames", "cubes")
 
