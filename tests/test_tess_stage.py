@@ -83,7 +83,7 @@ def test_sample_counts_quarantine_and_copies(work: Path, base_params: dict[str, 
     report = json.loads(Path("reports/ingest_tess.json").read_text())
     got = [(Path(q["file"]).name, q["reason"]) for q in report["quarantined"]]
     assert [name for name, _ in got] == [name for name, _ in BAD]
-    for (name, reason), (want_name, want) in zip(got, BAD, strict=True):
+    for (_, reason), (want_name, want) in zip(got, BAD, strict=True):
         assert reason.startswith(f"data/sample/tess/bad/{want_name}: ") and want in reason
         assert "\n" not in reason
     assert [q["sha256"] for q in report["quarantined"]] == [
@@ -164,9 +164,7 @@ def test_dry_run_writes_nothing(work: Path, base_params: dict[str, Any]) -> None
     assert not Path("data/raw").exists() and not Path("reports").exists()
 
 
-def test_on_error_fail_stops_at_the_first_bad_file(
-    work: Path, base_params: dict[str, Any]
-) -> None:
+def test_on_error_fail_stops_at_the_first_bad_file(work: Path, base_params: dict[str, Any]) -> None:
     run(base_params)
     before = _outputs(work)
     with pytest.raises(InputFileError, match=f"corrupted-at-header.fits: .*{BAD[0][1]}"):
@@ -194,9 +192,7 @@ def test_missing_input_directory_names_the_key(work: Path, base_params: dict[str
         run(params)
 
 
-def test_same_cadences_in_two_files_are_kept_once(
-    work: Path, base_params: dict[str, Any]
-) -> None:
+def test_same_cadences_in_two_files_are_kept_once(work: Path, base_params: dict[str, Any]) -> None:
     extra = work / "more"
     extra.mkdir()
     shutil.copy(work / "data/sample/tess/test-lc-tess-pimen-100-cadences.fits", extra / "a.fits")
