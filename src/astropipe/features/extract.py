@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from astropipe.errors import AstropipeError
-from astropipe.features.stats import FEATURE_COLUMNS, group_slices, group_statistics
+from astropipe.features.stats import FEATURE_COLUMNS, group_statistics
 
 __all__ = [
     "POINT_COLUMNS",
@@ -51,6 +51,11 @@ class FeaturesInputError(AstropipeError, ValueError):
 @dataclass(frozen=True)
 class ExtractConfig:
     """Options of the feature extraction (``features.extract`` in params.yaml)."""
+
+    @classmethod
+    def common_only(cls) -> ExtractConfig:
+        """Only the plain statistics (what light-curve also computes): for benchmarks."""
+        return cls()
 
 
 def _check_points(points: pd.DataFrame) -> None:
@@ -94,17 +99,61 @@ def compute_features(
     """
     cfg = cfg or ExtractConfig()
     _check_points(points)
-    df = points.loc[np.isfinite(points["value"].to_numpy(np.float64)), list(POINT_COLUMNS)]
-    df = df.sort_values(["object_id", "band", "mjd"], kind="mergesort").reset_index(drop=True)
-    groups = group_slices(df[["object_id", "band"]])
-    runs = group_slices(df[["object_id", "band", "kind"]])
-    if len(runs) != len(groups):
-        row = df.iloc[int(np.setdiff1d(runs, groups)[0])]
+    keep = np.isfinite(points["value"].to_numpy(np.float64))
+    if not keep.all():
+        points = points[keep]
+    # Group keys as integers: factorize(sort=True) numbers object ids and bands in their sorted
+    # order, so sorting by the code sorts by (object_id, band) as strings would.
+    obj_code, obj_names = pd.factorize(points["object_id"], sort=True)
+    band_code, band_names = pd.factorize(points["band"], sort=True)
+    key = obj_code.astype(np.int64) * max(len(band_names), 1) + band_code
+    t = points["mjd"].to_numpy(np.float64)
+    kind_code, kind_names = pd.factorize(points["kind"])
+    flux_code = list(kind_names).index("flux") if "flux" in list(kind_names) else -1
+    is_flux = kind_code == flux_code
+    if len(key) and not _is_sorted(key, t):
+        order = np.lexsort((t, key))  # stable: equal times keep their input order
+        key, t, is_flux = key[order], t[order], is_flux[order]
+    else:
+        order = None
+
+    def column(name: str) -> np.ndarray:
+        x = points[name].to_numpy(np.float64)
+        return x if order is None else x[order]
+
+    starts = np.flatnonzero(np.diff(key, prepend=-1)) if len(key) else np.zeros(0, np.intp)
+    counts = np.diff(np.append(starts, len(key)))
+    n_flux = np.add.reduceat(is_flux.astype(np.intp), starts) if len(key) else counts
+    mixed = (n_flux > 0) & (n_flux < counts)
+    if mixed.any():
+        g = int(key[starts[np.flatnonzero(mixed)[0]]])
         raise FeaturesInputError(
-            f"features: {row['object_id']} band {row['band']} mixes kinds 'mag' and 'flux'; "
-            "give each (object_id, band) one kind (convert or split the band)."
+            f"features: {obj_names[g // max(len(band_names), 1)]} band "
+            f"{band_names[g % max(len(band_names), 1)]} mixes kinds 'mag' and 'flux'; give each "
+            "(object_id, band) one kind (convert or split the band)."
         )
-    return group_statistics(df, min_points=min_points)
+    value, err = column("value"), column("err")
+    big = counts >= min_points
+    if not big.all():
+        rows = np.repeat(big, counts)
+        key, t, value, err, is_flux = key[rows], t[rows], value[rows], err[rows], is_flux[rows]
+        counts = counts[big]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    group_key = key[starts]
+    feats = group_statistics(t, value, err, is_flux[starts], starts)
+    nb = max(len(band_names), 1)
+    out = {
+        "object_id": np.asarray(obj_names, dtype=object)[group_key // nb],
+        "band": np.asarray(band_names, dtype=object)[group_key % nb],
+        **feats,
+    }
+    return pd.DataFrame(out)
+
+
+def _is_sorted(key: np.ndarray, t: np.ndarray) -> bool:
+    """True when rows are sorted by key, then by time within a key."""
+    dk = np.diff(key)
+    return bool((dk >= 0).all() and ((dk > 0) | (np.diff(t) >= 0)).all())
 
 
 def points_from_lightcurves(lc: pd.DataFrame) -> pd.DataFrame:

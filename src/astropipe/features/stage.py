@@ -41,6 +41,16 @@ FEATURE_UNITS = {
     "slope": "mag / d",
     "rise_rate": "mag / d",
     "decay_rate": "mag / d",
+    # Value columns are in magnitudes for magnitude groups (mag_peak set) and in the light
+    # curve's flux unit for flux groups (flux_peak set; TESS/Kepler e-/s).
+    "flux_peak": "electron / s",
+    "rise_time": "d",
+    "decay_time": "d",
+    "inter_percentile_range_5": "mag",
+    "inter_percentile_range_10": "mag",
+    "inter_percentile_range_20": "mag",
+    "linear_fit_slope": "mag / d",
+    "linear_fit_slope_sigma": "mag / d",
 }
 
 
