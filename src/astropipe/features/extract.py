@@ -21,12 +21,13 @@ Rows may come in any order; NaN values are ignored. Every ``(object_id, band)`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from astropipe.errors import AstropipeError
+from astropipe.features.periodogram import PERIODOGRAM_COLUMNS, PeriodogramConfig, lomb_scargle
 from astropipe.features.stats import FEATURE_COLUMNS, group_statistics
 
 __all__ = [
@@ -52,10 +53,12 @@ class FeaturesInputError(AstropipeError, ValueError):
 class ExtractConfig:
     """Options of the feature extraction (``features.extract`` in params.yaml)."""
 
+    periodogram: PeriodogramConfig = field(default_factory=PeriodogramConfig)
+
     @classmethod
     def common_only(cls) -> ExtractConfig:
         """Only the plain statistics (what light-curve also computes): for benchmarks."""
-        return cls()
+        return cls(periodogram=PeriodogramConfig(enabled=False))
 
 
 def _check_points(points: pd.DataFrame) -> None:
@@ -141,6 +144,11 @@ def compute_features(
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
     group_key = key[starts]
     feats = group_statistics(t, value, err, is_flux[starts], starts)
+    pg = cfg.periodogram
+    if pg.enabled:
+        feats.update(lomb_scargle(t, value, err, starts, cfg=pg))
+    else:
+        feats.update({c: np.full(len(starts), np.nan) for c in PERIODOGRAM_COLUMNS})
     nb = max(len(band_names), 1)
     out = {
         "object_id": np.asarray(obj_names, dtype=object)[group_key // nb],
@@ -179,5 +187,6 @@ def points_from_lightcurves(lc: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-# FEATURE_COLUMNS is re-exported so callers import the interface from one module.
-__all__ += ["FEATURE_COLUMNS"]
+#: Every output column after ``object_id`` and ``band``, in order.
+OUTPUT_COLUMNS = (*FEATURE_COLUMNS, *PERIODOGRAM_COLUMNS)
+__all__ += ["FEATURE_COLUMNS", "OUTPUT_COLUMNS"]

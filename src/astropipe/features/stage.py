@@ -11,7 +11,12 @@ import pandas as pd
 import pyarrow as pa
 
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
-from astropipe.features.extract import FEATURE_COLUMNS, compute_features, points_from_lightcurves
+from astropipe.features.extract import (
+    OUTPUT_COLUMNS,
+    ExtractConfig,
+    compute_features,
+    points_from_lightcurves,
+)
 from astropipe.io.tables import read_parquet, write_json, write_parquet
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
 from astropipe.provenance import provenance, relpath, sha256_file
@@ -25,7 +30,7 @@ FEATURES_SCHEMA = pa.schema(
         pa.field("object_id", pa.string(), nullable=False),
         pa.field("band", pa.string(), nullable=False),
     ]
-    + [pa.field(c, pa.int64() if c == "n_obs" else pa.float64()) for c in FEATURE_COLUMNS]
+    + [pa.field(c, pa.int64() if c == "n_obs" else pa.float64()) for c in OUTPUT_COLUMNS]
 )
 FEATURE_UNITS = {
     "time_span": "d",
@@ -51,6 +56,7 @@ FEATURE_UNITS = {
     "inter_percentile_range_20": "mag",
     "linear_fit_slope": "mag / d",
     "linear_fit_slope_sigma": "mag / d",
+    "ls_period": "d",
 }
 
 
@@ -69,6 +75,7 @@ class FeaturesConfig:
     inputs: NonEmptyList = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
     min_points: PositiveInt = 3
     exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
     outputs: FeaturesOutputs = field(default_factory=FeaturesOutputs)
 
     @classmethod
@@ -96,7 +103,9 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     """Compute features from ``features.inputs`` and write ``features.outputs.features``."""
     cfg = FeaturesConfig.from_params(params)
     lc, hashes = _load(cfg)
-    feats = compute_features(points_from_lightcurves(lc), min_points=cfg.min_points)
+    feats = compute_features(
+        points_from_lightcurves(lc), cfg=cfg.extract, min_points=cfg.min_points
+    )
     groups = lc.groupby(["object_id", "band"]).ngroups if len(lc) else 0
     summary = {
         "detections_used": len(lc),
