@@ -5,17 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
+from astropipe.features.clean import CleanConfig, catalog_ephemerides, clean_lightcurves
+from astropipe.features.clean.masks import REMOVED, STEP_BITS
+from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
+from astropipe.features.clean.report import feature_plot_table, lightcurve_plot_table, write_csv
 from astropipe.features.extract import (
     OUTPUT_COLUMNS,
     ExtractConfig,
     compute_features,
-    points_from_lightcurves,
 )
 from astropipe.io.tables import read_parquet, write_json, write_parquet
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
@@ -57,6 +62,7 @@ FEATURE_UNITS = {
     "linear_fit_slope": "mag / d",
     "linear_fit_slope_sigma": "mag / d",
     "ls_period": "d",
+    "cdpp": "ppm",
 }
 
 
@@ -66,6 +72,19 @@ class FeaturesOutputs:
 
     features: str = "data/processed/features.parquet"
     metrics: str = "reports/metrics/build_lightcurve_features.json"
+    clean: str = "data/interim/lightcurves_clean.parquet"
+    plot_lightcurves: str = "reports/plots/clean_lightcurves.csv"
+    plot_features: str = "reports/plots/features.csv"
+
+
+@dataclass(frozen=True)
+class FeaturesPlots:
+    """What the ``dvc plots`` tables show."""
+
+    objects: list[str] = field(default_factory=list)  # [] = the curves with the most points
+    max_objects: PositiveInt = 3
+    max_points: PositiveInt = 2000
+    features: list[str] = field(default_factory=lambda: ["median", "std", "amplitude"])
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,9 @@ class FeaturesConfig:
     inputs: NonEmptyList = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
     min_points: PositiveInt = 3
     exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF
+    clean: CleanConfig = field(default_factory=CleanConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    plots: FeaturesPlots = field(default_factory=FeaturesPlots)
     outputs: FeaturesOutputs = field(default_factory=FeaturesOutputs)
 
     @classmethod
@@ -89,35 +110,63 @@ def _load(cfg: FeaturesConfig) -> tuple[pd.DataFrame, dict[str, str]]:
     for path in cfg.inputs:
         frames.append(read_parquet(path).to_pandas())
         hashes[relpath(path)] = sha256_file(path)
-    lc = pd.concat(frames, ignore_index=True)
-    keep = ~lc["is_upper_limit"].to_numpy(bool) & (
-        (lc["flags"].to_numpy() & cfg.exclude_flags) == 0
-    )
-    dropped = len(lc) - int(keep.sum())
-    if len(lc):
-        log.info("features: %d of %d rows are upper limits or flagged, not used", dropped, len(lc))
-    return lc[keep], hashes
+    return pd.concat(frames, ignore_index=True), hashes
+
+
+def _ephemerides(cfg: FeaturesConfig, hashes: dict[str, str]) -> pd.DataFrame | None:
+    tc = cfg.clean.detrend.transits
+    if not tc.from_catalogs:
+        return None
+    eph = catalog_ephemerides(tc.catalogs_dir)
+    for name in ("objects", "koi", "toi"):
+        path = f"{tc.catalogs_dir}/{name}.parquet"
+        if Path(path).is_file():
+            hashes[relpath(path)] = sha256_file(path)
+    return eph
 
 
 def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-    """Compute features from ``features.inputs`` and write ``features.outputs.features``."""
+    """Clean the light curves of ``features.inputs``, write them to ``features.outputs.clean``,
+    and compute features from the kept points into ``features.outputs.features``."""
     cfg = FeaturesConfig.from_params(params)
     lc, hashes = _load(cfg)
-    feats = compute_features(
-        points_from_lightcurves(lc), cfg=cfg.extract, min_points=cfg.min_points
+    cleaned, clean_summary = clean_lightcurves(
+        lc, cfg.clean, exclude_flags=cfg.exclude_flags, ephemerides=_ephemerides(cfg, hashes)
     )
-    groups = lc.groupby(["object_id", "band"]).ngroups if len(lc) else 0
+    kept = cleaned[(cleaned["clean_mask"].to_numpy() & REMOVED) == 0]
+    feats = compute_features(kept, cfg=cfg.extract, min_points=cfg.min_points)
+    groups = kept.groupby(["object_id", "band"]).ngroups if len(kept) else 0
     summary = {
-        "detections_used": len(lc),
+        "detections_used": len(kept),
         "groups": int(groups),
         "groups_with_features": len(feats),
         "groups_below_min_points": int(groups - len(feats)),
         "bands": {k: int(v) for k, v in feats["band"].value_counts().sort_index().items()},
+        # A few readable numbers for `dvc exp show --only-changed`; per-survey counts are in
+        # the cleaned table's metadata.
+        "clean": {k: v for k, v in clean_summary.items() if k != "by_survey"},
     }
+    if "cdpp" in feats.columns and feats["cdpp"].notna().any():
+        summary["median_cdpp_ppm"] = float(np.nanmedian(feats["cdpp"].to_numpy(np.float64)))
     if dry_run:
         return {"dry_run": True, **summary}
-    table = pa.Table.from_pandas(feats, schema=FEATURES_SCHEMA, preserve_index=False)
     prov = provenance(stage="build_lightcurve_features", inputs=hashes, params=params["features"])
+    clean_table = pa.Table.from_pandas(cleaned, schema=CLEAN_SCHEMA, preserve_index=False)
+    write_parquet(
+        clean_table,
+        cfg.outputs.clean,
+        provenance={**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": clean_summary},
+        units=CLEAN_UNITS,
+    )
+    table = pa.Table.from_pandas(feats, schema=FEATURES_SCHEMA, preserve_index=False)
     write_parquet(table, cfg.outputs.features, provenance=prov, units=FEATURE_UNITS)
+    pc = cfg.plots
+    write_csv(
+        lightcurve_plot_table(
+            cleaned, objects=pc.objects, max_objects=pc.max_objects, max_points=pc.max_points
+        ),
+        cfg.outputs.plot_lightcurves,
+    )
+    write_csv(feature_plot_table(feats, pc.features), cfg.outputs.plot_features)
     write_json(summary, cfg.outputs.metrics)
     return summary

@@ -65,7 +65,7 @@ class OutlierConfig:
     clip: Literal["auto", "upper", "lower", "both"] = "auto"
     #: raw: test the values themselves | residual: value minus a running median of `window`
     #: points, so a slow trend does not hide a spike or pass for outliers.
-    on: Literal["raw", "residual"] = "residual"
+    against: Literal["raw", "residual"] = "residual"
     window: OddWindow = 25
     sigma: PositiveFloat = 5.0
     maxiters: PositiveInt = 5

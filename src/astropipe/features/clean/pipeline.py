@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from astropipe.features.clean import masks as M
 from astropipe.features.clean.config import CleanConfig
@@ -32,7 +33,16 @@ from astropipe.features.clean.transits import range_mask, transit_mask
 from astropipe.lightcurve import SURVEY_FLAGS_MASK
 from astropipe.tess.quality import quality_bitmask
 
-__all__ = ["CurveResult", "clean_curve", "clean_lightcurves", "CLEAN_COLUMNS", "CURVE_KEY"]
+__all__ = [
+    "CurveResult",
+    "clean_curve",
+    "clean_lightcurves",
+    "summarise",
+    "CLEAN_COLUMNS",
+    "CLEAN_SCHEMA",
+    "CLEAN_UNITS",
+    "CURVE_KEY",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,27 @@ CLEAN_COLUMNS = (
     "segment",
     "clean_mask",
 )
+#: The cleaned table (``data/interim/lightcurves_clean.parquet``): every input point.
+CLEAN_SCHEMA = pa.schema(
+    [
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("survey", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("band", pa.string(), nullable=False),
+        pa.field("mjd", pa.float64(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # mag | flux
+        pa.field("raw_value", pa.float64()),  # the magnitude or flux as read
+        pa.field("raw_err", pa.float64()),
+        pa.field("trend", pa.float64()),  # the removed baseline; NaN where none was fitted
+        pa.field("value", pa.float64()),  # cleaned; NaN where removed
+        pa.field("err", pa.float64()),
+        pa.field("segment", pa.int32(), nullable=False),  # -1: removed before the gap step
+        pa.field("clean_mask", pa.uint16(), nullable=False),  # masks.STEP_BITS
+    ]
+)
+#: Units: raw values keep the survey's (mag, or electron/s for TESS/Kepler); a detrended and
+#: normalised flux is relative (dimensionless), see features.clean.normalise.
+CLEAN_UNITS = {"mjd": "d"}
 _FAMILY = {"TESS": "tess", "Kepler": "kepler", "K2": "kepler"}
 
 
@@ -126,7 +157,7 @@ def clean_curve(
     if oc.method != "none" and kind in oc.kinds and alive.any():
         idx = np.flatnonzero(alive)
         x = value[idx]
-        if oc.on == "residual":
+        if oc.against == "residual":
             x = x - running_median(x, window=oc.window)
         bad = outlier_mask(x, oc.method, clip=_clip_side(oc.clip, kind), cfg=oc)
         mask[idx[bad]] |= M.OUTLIER
