@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from astropipe.errors import AstropipeError
+from astropipe.features.cdpp import CdppConfig, group_cdpp
 from astropipe.features.periodogram import PERIODOGRAM_COLUMNS, PeriodogramConfig, lomb_scargle
 from astropipe.features.stats import FEATURE_COLUMNS, group_statistics
 
@@ -54,11 +55,12 @@ class ExtractConfig:
     """Options of the feature extraction (``features.extract`` in params.yaml)."""
 
     periodogram: PeriodogramConfig = field(default_factory=PeriodogramConfig)
+    cdpp: CdppConfig = field(default_factory=CdppConfig)
 
     @classmethod
     def common_only(cls) -> ExtractConfig:
         """Only the plain statistics (what light-curve also computes): for benchmarks."""
-        return cls(periodogram=PeriodogramConfig(enabled=False))
+        return cls(periodogram=PeriodogramConfig(enabled=False), cdpp=CdppConfig(enabled=False))
 
 
 def _check_points(points: pd.DataFrame) -> None:
@@ -149,6 +151,11 @@ def compute_features(
         feats.update(lomb_scargle(t, value, err, starts, cfg=pg))
     else:
         feats.update({c: np.full(len(starts), np.nan) for c in PERIODOGRAM_COLUMNS})
+    feats["cdpp"] = (
+        group_cdpp(t, value, is_flux[starts], starts, cfg=cfg.cdpp)
+        if cfg.cdpp.enabled
+        else np.full(len(starts), np.nan)
+    )
     nb = max(len(band_names), 1)
     out = {
         "object_id": np.asarray(obj_names, dtype=object)[group_key // nb],
@@ -188,5 +195,5 @@ def points_from_lightcurves(lc: pd.DataFrame) -> pd.DataFrame:
 
 
 #: Every output column after ``object_id`` and ``band``, in order.
-OUTPUT_COLUMNS = (*FEATURE_COLUMNS, *PERIODOGRAM_COLUMNS)
+OUTPUT_COLUMNS = (*FEATURE_COLUMNS, *PERIODOGRAM_COLUMNS, "cdpp")
 __all__ += ["FEATURE_COLUMNS", "OUTPUT_COLUMNS"]
