@@ -55,6 +55,7 @@ class OutputsConfig:
     masters: str = "data/interim/calibration/masters"
     science: str = "data/interim/calibration/science"
     metrics: str = "reports/metrics/calibrate_images.json"
+    report: str = "reports/calibrate_images.json"
 
 
 @dataclass(frozen=True)

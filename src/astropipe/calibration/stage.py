@@ -5,7 +5,8 @@ Outputs (paths from ``calibration.outputs``):
 - ``masters/<kind>_<instrument>_<binning>[_<filter>].fits``: master bias (e-), dark (e-/s)
   and flat (normalised), each with an ``ERR`` extension;
 - ``science/<raw name>.fits``: calibrated frames with ``SCI``, ``ERR``, ``MASK``;
-- the metrics JSON: frames per type, cosmic-ray pixels per frame, noise of each master.
+- the report JSON: frames per type, cosmic-ray pixels per frame, noise of each master,
+  quarantined frames; the metrics JSON: frames per type and cosmic-ray pixels in total.
 
 Both output directories are built in temporary siblings and swapped in at the end, so a
 failed run leaves the previous outputs untouched.
@@ -46,6 +47,10 @@ from astropipe.provenance import inputs_digest, relpath, sha256_file
 __all__ = ["run", "plan_from_params", "tile_rows", "science_rows"]
 
 log = logging.getLogger(__name__)
+
+#: What ``calibration.outputs.metrics`` keeps of the summary; the rest (per master and science
+#: frame, quarantined frames, the input digest) is in ``calibration.outputs.report`` only.
+METRIC_KEYS = ("frames", "cosmic_ray_pixels_total")
 
 
 def plan_from_params(
@@ -229,5 +234,7 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
         "cosmic_ray_pixels_total": sum(v["cosmic_ray_pixels"] for v in metrics_science.values()),
         "inputs_sha256": inputs_digest(inputs),
     }
-    write_json(metrics, cfg.outputs.metrics)
+    write_json(metrics, cfg.outputs.report)
+    # the DVC metric: a few numbers a person compares across experiments, not every frame
+    write_json({k: metrics[k] for k in METRIC_KEYS}, cfg.outputs.metrics)
     return metrics

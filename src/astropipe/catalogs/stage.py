@@ -182,6 +182,20 @@ def _catalog_metrics(r: CatalogRead) -> dict[str, Any]:
     }
 
 
+def _metrics(summary: Mapping[str, Any]) -> dict[str, int]:
+    """The few counts written to ``catalogs.outputs.metrics`` (`dvc metrics show`, `dvc exp
+    show`): rows per ingested catalog, rows quarantined, the objects link. Statuses, reasons
+    and the per-kind breakdowns stay in the report (``catalogs.outputs.report``) only."""
+    ingested = {n: c for n, c in summary["catalogs"].items() if c["status"] == "ingested"}
+    objects = summary["objects"]
+    return {
+        **{f"{name}_rows": c["rows"] for name, c in ingested.items()},
+        "quarantined": sum(c["quarantined"] for c in ingested.values()),
+        "objects": objects["rows"],
+        "lightcurve_objects_linked": objects["lightcurve_objects_linked"],
+    }
+
+
 def _units(spec: CatalogSpec) -> dict[str, str]:
     return {c.name: c.unit for c in spec.columns if c.unit}
 
@@ -321,7 +335,7 @@ def run(
                               source=cfg.source)  # fmt: skip
             write_parquet(objects, rel(paths["objects"]), provenance=prov, units=OBJECTS_UNITS)
         write_json(report, cfg.outputs.report)
-        write_json(summary, cfg.outputs.metrics)
+        write_json(_metrics(summary), cfg.outputs.metrics)
     log.info("ingest_catalogs: %s", summary)
     return {**summary, "fetch": fetch} if fetch else summary
 

@@ -46,6 +46,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The counts written to ``mast.outputs.metrics``: what a person compares across experiments
+#: (`dvc metrics show`, `dvc exp show`). The breakdowns by collection and product type, the
+#: field counts and new keys stay in the report (``mast.outputs.report``) only.
+METRIC_KEYS = ("answers_read", "observations", "products", "quarantined")
+
 #: Units of the CAOM columns that have one (https://mast.stsci.edu/api/v0/_c_a_o_mfields.html).
 OBSERVATION_UNITS = {
     "s_ra": "deg",
@@ -304,6 +309,6 @@ def run(
         report = {**summary, "quarantined": got["quarantined"],
                   "requests": (got["query"] or {}).get("requests", [])}  # fmt: skip
         write_json(report, out.report)
-        write_json(summary, out.metrics)
+        write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_mast: %s", summary)
     return summary

@@ -63,6 +63,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The counts written to ``tess.outputs.metrics``: what a person compares across experiments
+#: (`dvc metrics show`, `dvc exp show`). The breakdowns by layout and mission, the settings
+#: echoed back and new keys stay in the report (``tess.outputs.report``) only.
+METRIC_KEYS = (
+    "files_read", "files_quarantined", "light_curves", "objects", "rows",
+    "quality_flagged", "duplicate_cadences_dropped",
+)  # fmt: skip
+
 #: One light curve: the columns that are constant along it. Time increases within each.
 SEGMENT = ("object_id", "mission", "sector", "quarter", "campaign", "source", "cadence_s")
 #: One cadence: unique in the output (cadence numbers count per product and cadence, so the
@@ -370,7 +378,7 @@ def run(
             remove_stale_temps(target)
         summary, report = _write_outputs(cfg, params, files, progress)
         write_json(report, out.report)
-        write_json(summary, out.metrics)
+        write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_tess: %s", summary)
     return summary
 

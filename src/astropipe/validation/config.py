@@ -149,6 +149,7 @@ class ValidationOutputs:
 
     docs: str = "reports/validation/docs"
     summary: str = "reports/validation/summary.json"
+    metrics: str = "reports/metrics/validate.json"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ __all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
+#: The summary's totals, written to ``validation.outputs.metrics`` (the stage's DVC metric).
+METRIC_KEYS = ("success", "tables_validated", "expectations", "failed")
+
 
 def _check_inputs(cfg: ValidationConfig) -> None:
     missing = [
@@ -133,6 +136,8 @@ def run(
         return summary
     write_docs(reports, cfg.outputs.docs, hashes=hashes, rows=rows)
     write_summary(summary, cfg.outputs.summary)
+    # the totals only: `dvc metrics show` gets a few numbers, not every table's columns
+    write_summary({k: summary[k] for k in METRIC_KEYS}, cfg.outputs.metrics)
     log.info("wrote %s and %s", cfg.outputs.summary, cfg.outputs.docs)
     if line is not None:
         if cfg.fail_on_error:

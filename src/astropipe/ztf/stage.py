@@ -45,6 +45,14 @@ __all__ = ["run", "ingest_alerts"]
 
 log = logging.getLogger(__name__)
 
+#: The counts written to ``ztf.outputs.metrics``: what a person compares across experiments
+#: (`dvc metrics show`, `dvc exp show`). Breakdowns (schema versions, rows by source, skipped
+#: tar members by kind) and new keys stay in the report (``ztf.outputs.report``) only.
+METRIC_KEYS = (
+    "packets", "alerts", "quarantined", "duplicate_candids",
+    "lightcurve_rows", "lightcurve_objects", "cutouts_written",
+)  # fmt: skip
+
 
 ALERT_UNITS = {
     "jd": "d",
@@ -249,7 +257,7 @@ def run(
             remove_stale_temps(target)
         summary, report = _write_outputs(cfg, params, out_dir, limit, progress, workers)
         write_json(report, out.report)
-        write_json(summary, out.metrics)
+        write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_ztf: %s", summary)
     return summary
 
