@@ -3,9 +3,9 @@
 ``python -m benchmarks.calibration_peak --size 16384 --memory-limit 512MB`` writes a minimal
 night (3 biases, 3 flats, 1 science frame; unsigned 16-bit, with stars and cosmic rays) of
 ``size x size`` pixels into ``--workdir`` (kept, reused), runs ``calibrate_images`` on it in a
-child process and prints that process's peak RSS (``ru_maxrss``) against the limit, with the
-sizes of the whole-frame arrays the stage still holds, so a number over the limit says where
-it goes. Heavy at 16k (7 x 512 MB inputs, ~4 GB outputs): run it by hand, once; it is not part
+child process and prints that process's peak RSS (``ru_maxrss``) against the limit, and for
+scale the size of one whole-frame plane (none is held: masters and outputs go to disk band by
+band). Heavy at 16k (7 x 512 MB inputs, ~4 GB outputs): run it by hand, once; it is not part
 of ``python -m benchmarks`` nor of the tests.
 """
 
@@ -112,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({'under' if result['peak_rss'] <= limit else 'OVER'} the limit)"
     )
     print(
-        "still whole-frame: each master (data + ERR, float32) "
-        f"{8 * px / 1e6:.0f} MB x 2 masters; combine outputs while building one "
-        f"{10 * px / 1e6:.0f} MB; flat normalisation (float64 frame + median copy) "
-        f"{16 * px / 1e6:.0f} MB; science outputs (SCI, ERR, MASK) {9 * px / 1e6:.0f} MB"
+        "for scale, one whole-frame plane would be: float32 "
+        f"{4 * px / 1e6:.0f} MB, float64 {8 * px / 1e6:.0f} MB (masters and outputs are written "
+        "band by band and read back from disk, so none is held)"
     )
     return 0
 

@@ -38,6 +38,7 @@ __all__ = [
     "combine_stack",
     "combine_tiled",
     "tile_rows_for",
+    "BandSink",
     "COMBINE_METHODS",
 ]
 
@@ -258,23 +259,29 @@ _BAND_BYTES = 64 * 2**20
 def tile_rows_for(
     n_frames: int, shape: tuple[int, int], *, budget_bytes: int, workers: int = 1
 ) -> int:
-    """Rows per band so that the outputs and ``workers`` bands in flight fit in ``budget_bytes``,
-    each band's stack at most 64 MB.
+    """Rows per band so that ``workers`` bands in flight fit in ``budget_bytes``, each band's
+    stack at most 64 MB.
 
-    A band in flight holds its stack (``n_frames`` float64 rows), about four float64 rows of
-    one frame being read and prepared, its float32/int16 results, and the per-chunk
-    temporaries of :func:`combine_stack`; the outputs hold 10 bytes per pixel.
+    A band in flight holds its stack (``n_frames`` float64 rows), about five float64 rows of
+    one frame being read and prepared (the stored pixels, their float64 values, the bias and
+    dark rows and the dark-subtraction temporaries), its float32/float32/int16 results and
+    their big-endian copy on the way to disk (14 bytes a pixel, 16 counted), and the
+    per-chunk temporaries of :func:`combine_stack`. Nothing whole-frame: the results go to
+    disk band by band (:func:`combine_tiled` with a ``sink``).
     """
     rows, cols = shape
     workers = max(workers, 1)
     chunk = 8 * (n_frames + 1) * _CHUNK_PIXELS * 8
-    fixed = 10 * rows * cols + workers * chunk
-    per_row = workers * ((n_frames + 4) * cols * 8 + 10 * cols)
-    fit = (budget_bytes - fixed) // per_row
+    per_row = workers * ((n_frames + 5) * cols * 8 + 16 * cols)
+    fit = (budget_bytes - workers * chunk) // per_row
     # Taller bands are no faster: past a few tens of MB a stack only costs first-touch page
     # faults (~1 ms per MB on the development VM).
     cap = _BAND_BYTES // (n_frames * cols * 8)
     return int(max(1, min(rows, fit, cap)))
+
+
+#: Receives each combined band: ``sink(r0, value, error)`` (float32 rows from ``r0``).
+BandSink = Callable[[int, np.ndarray, np.ndarray], None]
 
 
 def combine_tiled(
@@ -284,7 +291,8 @@ def combine_tiled(
     *,
     tile_rows: int,
     in_flight: int = 2,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    sink: BandSink | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Combine frames band by band with dask, each loader reading only the rows it is asked.
 
     Parameters
@@ -299,13 +307,17 @@ def combine_tiled(
     tile_rows
         Band height; see :func:`tile_rows_for`.
     in_flight
-        Bands computed at once (the dask workers); results are copied out between batches
+        Bands computed at once (the dask workers); results are handed on between batches
         so finished bands do not pile up in memory.
+    sink
+        When given, each band's value and error go to ``sink(r0, value, error)`` as soon as
+        its batch is done, and nothing is returned: the whole master is never in memory.
 
     Returns
     -------
-    value, error, count : numpy.ndarray
-        As :func:`combine_stack`, value and error as float32, count as int16.
+    value, error, count : numpy.ndarray or None
+        Without a ``sink``: as :func:`combine_stack`, value and error as float32, count as
+        int16. With one: None.
     """
     import dask
 
@@ -338,16 +350,27 @@ def combine_tiled(
         free.append(buf)
         return r0, v, e, c
 
-    value = np.empty(shape, dtype=np.float32)
-    error = np.empty(shape, dtype=np.float32)
-    count = np.empty(shape, dtype=np.int16)
+    if sink is None:
+        value = np.empty(shape, dtype=np.float32)
+        error = np.empty(shape, dtype=np.float32)
+        count = np.empty(shape, dtype=np.int16)
+
+        def keep(r0: int, v: np.ndarray, e: np.ndarray) -> None:
+            value[r0 : r0 + v.shape[0]] = v
+            error[r0 : r0 + v.shape[0]] = e
+
+        out: BandSink = keep
+    else:
+        out = sink
     step = max(int(in_flight), 1)
     # Explicit task names: dask would otherwise tokenize (cloudpickle) the closure per task.
     task = dask.delayed(band, name=f"combine-band-{id(band):x}")
     for i in range(0, len(bands), step):
         batch = [task(r0, r1, dask_key_name=f"{task.key}-{r0}") for r0, r1 in bands[i : i + step]]
         for r0, v, e, c in dask.compute(*batch):
-            value[r0 : r0 + v.shape[0]] = v
-            error[r0 : r0 + v.shape[0]] = e
-            count[r0 : r0 + v.shape[0]] = c
-    return value, error, count
+            out(r0, v, e)
+            if sink is None:
+                count[r0 : r0 + v.shape[0]] = c
+    if sink is None:
+        return value, error, count
+    return None

@@ -17,7 +17,11 @@ passes 2, the 5x5 cleaning window 2, and the saturated-star mask is grown by 2 +
 at most :data:`RADIUS_PER_ITERATION` = 16 pixels (with ``fsmode=convolve``, the PSF kernel's
 half-size too). A band is therefore run with ``margin = niter x 16 + psfsize // 2 + 8`` rows of
 its neighbours on each side, and only its own rows are kept: a pixel's result depends only on
-pixels within the margin, so the banded mask equals the whole-frame mask (tested).
+pixels within the margin, so the banded mask equals the whole-frame mask (tested). The filters
+are as local across columns, so a wide band is cut into tiles of columns with the same margin
+(:func:`cosmics_rows`): at 16k columns a band of whole rows would cost astroscrappy ~55 bytes
+a pixel over 16k × (rows + 2 × margin). The NaN fill is taken from the whole row before the
+columns are cut, so it too is the whole-frame value.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ import numpy as np
 
 from astropipe.calibration.config import CosmicsConfig
 
-__all__ = ["detect_cosmics", "detect_cosmics_banded", "cosmics_margin", "RADIUS_PER_ITERATION"]
+__all__ = [
+    "detect_cosmics",
+    "detect_cosmics_banded",
+    "cosmics_rows",
+    "cosmics_margin",
+    "RADIUS_PER_ITERATION",
+]
 
 #: Rows one L.A.Cosmic iteration can carry information across (see the module docstring).
 RADIUS_PER_ITERATION = 16
@@ -37,17 +47,101 @@ def cosmics_margin(cfg: CosmicsConfig) -> int:
     return int(cfg.niter) * RADIUS_PER_ITERATION + int(cfg.psfsize) // 2 + 8
 
 
-def _fill_nonfinite_rows(values: np.ndarray) -> np.ndarray:
-    """float32 copy with each non-finite pixel replaced by its row's median finite value."""
-    out = np.ascontiguousarray(values, dtype=np.float32)
-    bad = ~np.isfinite(out)
-    if not bad.any():
-        return out
-    out = out.copy() if out is values else out
+def _scrappy(
+    image: np.ndarray,
+    var: np.ndarray,
+    bad: np.ndarray | None,
+    *,
+    read_noise: float,
+    saturation: float,
+    cfg: CosmicsConfig,
+) -> np.ndarray:
+    """astroscrappy on finite ``image`` and ``var`` (contiguous float32 copies are made)."""
+    import astroscrappy
+
+    crmask, _clean = astroscrappy.detect_cosmics(
+        np.ascontiguousarray(image, dtype=np.float32),
+        inmask=None if bad is None else np.ascontiguousarray(bad, dtype=bool),
+        invar=np.ascontiguousarray(var, dtype=np.float32),
+        sigclip=cfg.sigclip,
+        sigfrac=cfg.sigfrac,
+        objlim=cfg.objlim,
+        gain=1.0,
+        readnoise=float(read_noise),
+        satlevel=float(saturation),
+        niter=cfg.niter,
+        sepmed=cfg.sepmed,
+        cleantype=cfg.cleantype,
+        fsmode=cfg.fsmode,
+        psfmodel=cfg.psfmodel,
+        psffwhm=cfg.psffwhm,
+        psfsize=cfg.psfsize,
+        verbose=False,
+    )
+    return np.asarray(crmask, dtype=bool)
+
+
+def _row_fills(values: np.ndarray) -> dict[int, np.float32 | float]:
+    """For each row with a non-finite value: the median of its finite values (0 if none)."""
+    fills: dict[int, np.float32 | float] = {}
+    bad = ~np.isfinite(values)
     for r in np.flatnonzero(bad.any(axis=1)):
+        good = values[r][~bad[r]]
+        fills[int(r)] = np.median(good) if good.size else 0.0
+    return fills
+
+
+def _filled(values: np.ndarray, cols: slice, fills: dict[int, np.float32 | float]) -> np.ndarray:
+    out = np.array(values[:, cols], dtype=np.float32)  # contiguous copy of the tile
+    for r, value in fills.items():
         row = out[r]
-        good = row[~bad[r]]
-        row[bad[r]] = np.median(good) if good.size else 0.0
+        row[~np.isfinite(row)] = value
+    return out
+
+
+def cosmics_rows(
+    sci: np.ndarray,
+    *,
+    err: np.ndarray,
+    read_noise: float,
+    saturation: float,
+    bad: np.ndarray | None,
+    cfg: CosmicsConfig,
+    keep: slice | None = None,
+    tile_cols: int | None = None,
+    margin: int | None = None,
+) -> np.ndarray:
+    """Cosmic-ray mask of rows ``keep`` of ``sci``, which holds them and their context rows.
+
+    ``sci``, ``err`` and ``bad`` are whole rows (every column), so a NaN/inf pixel is filled
+    with the median of its whole row, as on the whole frame. astroscrappy then runs on tiles
+    of ``tile_cols`` columns (None: all), each widened by ``margin`` columns on both sides
+    (default :func:`cosmics_margin`) and cut back: the same locality that makes bands of rows
+    exact makes tiles of columns exact.
+    """
+    rows, cols = sci.shape
+    keep = slice(0, rows) if keep is None else keep
+    m = cosmics_margin(cfg) if margin is None else int(margin)
+    var = np.square(err, dtype=np.float32)
+    fill_sci, fill_var = _row_fills(sci), _row_fills(var)
+    nonfinite = ~np.isfinite(sci)
+    if nonfinite.any():
+        bad = nonfinite if bad is None else (bad | nonfinite)
+    del nonfinite
+    width = cols if tile_cols is None else max(int(tile_cols), 1)
+    out = np.empty((keep.stop - keep.start, cols), dtype=bool)
+    for c0 in range(0, cols, width):
+        c1 = min(c0 + width, cols)
+        b0, b1 = (0, cols) if width >= cols else (max(c0 - m, 0), min(c1 + m, cols))
+        cr = _scrappy(
+            _filled(sci, slice(b0, b1), fill_sci),
+            _filled(var, slice(b0, b1), fill_var),
+            None if bad is None else bad[:, b0:b1],
+            read_noise=read_noise,
+            saturation=saturation,
+            cfg=cfg,
+        )
+        out[:, c0:c1] = cr[keep, c0 - b0 : c1 - b0]
     return out
 
 
@@ -77,33 +171,9 @@ def detect_cosmics(
     cfg
         astroscrappy parameters.
     """
-    import astroscrappy
-
-    image = _fill_nonfinite_rows(sci)
-    var = _fill_nonfinite_rows(np.square(err, dtype=np.float32))
-    nonfinite = ~np.isfinite(sci)
-    if nonfinite.any():
-        bad = nonfinite if bad is None else (bad | nonfinite)
-    crmask, _clean = astroscrappy.detect_cosmics(
-        image,
-        inmask=None if bad is None else np.ascontiguousarray(bad, dtype=bool),
-        invar=var,
-        sigclip=cfg.sigclip,
-        sigfrac=cfg.sigfrac,
-        objlim=cfg.objlim,
-        gain=1.0,
-        readnoise=float(read_noise),
-        satlevel=float(saturation),
-        niter=cfg.niter,
-        sepmed=cfg.sepmed,
-        cleantype=cfg.cleantype,
-        fsmode=cfg.fsmode,
-        psfmodel=cfg.psfmodel,
-        psffwhm=cfg.psffwhm,
-        psfsize=cfg.psfsize,
-        verbose=False,
+    return cosmics_rows(
+        sci, err=err, read_noise=read_noise, saturation=saturation, bad=bad, cfg=cfg
     )
-    return np.asarray(crmask, dtype=bool)
 
 
 def detect_cosmics_banded(
@@ -116,10 +186,12 @@ def detect_cosmics_banded(
     cfg: CosmicsConfig,
     band_rows: int,
     margin: int | None = None,
+    tile_cols: int | None = None,
 ) -> np.ndarray:
     """:func:`detect_cosmics` on bands of ``band_rows`` rows, each with ``margin`` rows of
-    context on both sides (default :func:`cosmics_margin`); the same mask as one whole-frame
-    call, at the memory of one band."""
+    context on both sides (default :func:`cosmics_margin`), and optionally on tiles of
+    ``tile_cols`` columns with as many columns of context; the same mask as one whole-frame
+    call, at the memory of one tile."""
     rows = sci.shape[0]
     m = cosmics_margin(cfg) if margin is None else int(margin)
     step = max(int(band_rows), 1)
@@ -127,13 +199,15 @@ def detect_cosmics_banded(
     for r0 in range(0, rows, step):
         r1 = min(r0 + step, rows)
         a0, a1 = max(r0 - m, 0), min(r1 + m, rows)
-        cr = detect_cosmics(
+        out[r0:r1] = cosmics_rows(
             sci[a0:a1],
             err=err[a0:a1],
             read_noise=read_noise,
             saturation=saturation,
             bad=None if bad is None else bad[a0:a1],
             cfg=cfg,
+            keep=slice(r0 - a0, r1 - a0),
+            tile_cols=tile_cols,
+            margin=m,
         )
-        out[r0:r1] = cr[r0 - a0 : r1 - a0]
     return out

@@ -6,6 +6,12 @@ standard deviation) and ``MASK`` (uint8 bits, see :data:`MASK_BITS`). The primar
 the raw header (DATE-OBS, FILTER, EXPTIME, OBJECT, WCS with CRPIX shifted by the trim) and
 adds HISTORY cards naming each master and its SHA-256. Nothing time-dependent is written, so
 the same inputs give byte-identical files.
+
+Nothing whole-frame is held: the frame is calibrated in bands of rows, each band's SCI, ERR
+and MASK written to its planes (the output FITS file, :func:`write_science`; or arrays in
+memory), the masters' rows read back from their files. Cosmic rays are then found on bands
+read back from the written planes, with their context rows, in tiles of columns (see
+:mod:`~astropipe.calibration.cosmics`), and the MASK rows are rewritten with bit 4.
 """
 
 from __future__ import annotations
@@ -34,17 +40,23 @@ from astropipe.calibration.calibrate import (
     subtract_dark,
 )
 from astropipe.calibration.config import CalibrationConfig
-from astropipe.calibration.cosmics import detect_cosmics_banded
+from astropipe.calibration.cosmics import cosmics_margin, cosmics_rows
 from astropipe.calibration.frames import FrameInfo, read_region
-from astropipe.calibration.masters import Master, band_loader, detector_for
+from astropipe.calibration.masters import CHECKSUM_COMMENT, Master, band_loader, detector_for
+from astropipe.calibration.median import exact_median
+from astropipe.calibration.planes import ArrayPlane, Plane, band_starts, read_bands
+from astropipe.io.atomic import atomic_path
+from astropipe.io.fitsstream import FitsPlane, ImageSpec, StreamedFits
 
 __all__ = [
     "Calibrated",
     "calibrate_frame",
     "science_band_rows",
+    "science_tile_cols",
     "output_header",
+    "science_header",
     "write_science",
-    "write_master",
+    "sky_median",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,41 +92,87 @@ _DROP = {
 
 @dataclass
 class Calibrated:
-    """A calibrated science frame."""
+    """A calibrated science frame: its SCI, ERR and MASK planes and its pixel counts."""
 
     frame: FrameInfo
-    sci: np.ndarray
-    err: np.ndarray
-    mask: np.ndarray
+    sci_plane: Plane
+    err_plane: Plane
+    mask_plane: Plane
     read_noise: float
+    counts: dict[str, int]  # cosmic_ray, saturated, bad_flat, nonfinite pixels
+    path: Path | None = None  # its FITS file, when written
+
+    @property
+    def sci(self) -> np.ndarray:
+        """The whole SCI plane (reads every row: small frames and tests)."""
+        return self.sci_plane.read(0, self.sci_plane.shape[0])
+
+    @property
+    def err(self) -> np.ndarray:
+        """The whole ERR plane."""
+        return self.err_plane.read(0, self.err_plane.shape[0])
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The whole MASK plane."""
+        return self.mask_plane.read(0, self.mask_plane.shape[0])
 
     @property
     def cosmic_pixels(self) -> int:
         """Number of pixels flagged as cosmic rays."""
-        return int(np.count_nonzero(self.mask & COSMIC_RAY))
+        return self.counts["cosmic_ray"]
 
 
 #: Bytes of working memory per pixel of a band while it is calibrated: the float64 raw,
 #: electrons, signal, SCI and the temporaries of the error propagation (measured peak ~13
-#: float64 arrays), plus astroscrappy's float32 planes, including its 2x-subsampled Laplacian.
+#: float64 arrays), the masters' float32 rows, the MASK byte and the float32 copies on
+#: their way to disk.
 _BYTES_PER_BAND_PIXEL = 128
 
-#: Fewest rows per band, whatever the budget: progress with a tiny memory limit.
-_MIN_BAND_ROWS = 128
+#: Bytes per pixel of the whole-width rows (band and context) the cosmic-ray pass reads: SCI,
+#: ERR, their variance, MASK and two boolean planes.
+_BYTES_PER_COSMICS_ROW_PIXEL = 16
+
+#: Bytes per pixel of one astroscrappy tile (with its context): the float32 image, variance
+#: and mask copies handed to it and its own planes (measured ~54 bytes a pixel with
+#: astroscrappy 1.3, including its 2x-subsampled Laplacian).
+_BYTES_PER_COSMICS_TILE_PIXEL = 80
+
+#: Fewest rows per band and columns per tile, whatever the budget: progress with a tiny limit.
+_MIN_BAND_ROWS = 8
+_MIN_TILE_COLS = 64
 
 
 def science_band_rows(
     shape: tuple[int, int], *, budget_bytes: int, held_bytes: int = 0, margin: int = 0
 ) -> int:
-    """Rows per band so one band (with its ``margin`` rows each side) fits the budget.
+    """Rows per band so that one band fits the budget, in both passes.
 
-    ``held_bytes`` is what is already spoken for (the process, the masters, the output planes);
-    the band gets what remains, at least :data:`_MIN_BAND_ROWS` rows.
+    The calibration pass holds :data:`_BYTES_PER_BAND_PIXEL` bytes a band pixel; the
+    cosmic-ray pass holds whole rows of the band and ``margin`` context rows on each side
+    (:data:`_BYTES_PER_COSMICS_ROW_PIXEL`) in half of the budget, leaving the other half to
+    astroscrappy's tiles (:func:`science_tile_cols`). ``held_bytes`` is what is already
+    spoken for. At least :data:`_MIN_BAND_ROWS` rows.
     """
     rows, cols = shape
     free = max(budget_bytes - held_bytes, 0)
-    fit = free // (_BYTES_PER_BAND_PIXEL * max(cols, 1)) - 2 * margin
-    return int(min(rows, max(fit, _MIN_BAND_ROWS)))
+    cols = max(cols, 1)
+    calibrate = free // (_BYTES_PER_BAND_PIXEL * cols)
+    cosmics = free // 2 // (_BYTES_PER_COSMICS_ROW_PIXEL * cols) - 2 * margin
+    return int(min(rows, max(min(calibrate, cosmics), _MIN_BAND_ROWS)))
+
+
+def science_tile_cols(
+    shape: tuple[int, int], *, band_rows: int, budget_bytes: int, margin: int = 0
+) -> int | None:
+    """Columns per astroscrappy tile (None: whole rows) so that a tile of ``band_rows`` rows
+    with its ``margin`` of context on every side fits half of ``budget_bytes``."""
+    rows, cols = shape
+    tall = min(rows, band_rows + 2 * margin)
+    fit = budget_bytes // 2 // (_BYTES_PER_COSMICS_TILE_PIXEL * max(tall, 1)) - 2 * margin
+    if fit >= cols:
+        return None
+    return int(max(fit, _MIN_TILE_COLS))
 
 
 def calibrate_frame(
@@ -125,15 +183,19 @@ def calibrate_frame(
     flat: Master,
     dark: Master | None = None,
     band_rows: int | None = None,
+    tile_cols: int | None = None,
+    planes: tuple[Plane, Plane, Plane] | None = None,
 ) -> Calibrated:
     """Calibrate one science frame with its masters; flag saturation, bad flat, NaN/inf pixels
     and cosmic rays.
 
     The frame is processed in bands of ``band_rows`` rows (None: the whole frame at once);
-    every step is per pixel, so the result does not depend on the band height. Cosmic rays are
-    found on overlapping bands (see :func:`~astropipe.calibration.cosmics.detect_cosmics_banded`).
-    Pixels whose raw value or calibrated value is NaN or infinite keep SCI = NaN, get ERR = 0
-    and the MASK bit ``NONFINITE``; they are kept out of the cosmic-ray detection.
+    every step is per pixel, so the result does not depend on the band height. Each band's
+    SCI, ERR and MASK go to ``planes`` (None: new arrays in memory). Cosmic rays are then found
+    on the same bands read back with context rows, in tiles of ``tile_cols`` columns (None:
+    whole rows; see :func:`~astropipe.calibration.cosmics.cosmics_rows`). Pixels whose raw
+    value or calibrated value is NaN or infinite keep SCI = NaN, get ERR = 0 and the MASK bit
+    ``NONFINITE``; they are kept out of the cosmic-ray detection.
     """
     det = detector_for(info, cfg.detector)
     rows, cols = info.trimmed_shape
@@ -141,32 +203,46 @@ def calibrate_frame(
     load = band_loader(info, det, cfg.overscan)
     ys, xs = info.trimsec.slices if info.trimsec else (slice(0, rows), slice(None))
     t = info.exptime or 0.0
-    sci_out = np.empty((rows, cols), dtype=np.float32)
-    err_out = np.empty((rows, cols), dtype=np.float32)
-    mask = np.zeros((rows, cols), dtype=np.uint8)
-    for r0 in range(0, rows, step):
-        r1 = min(r0 + step, rows)
+    if planes is None:
+        planes = (
+            ArrayPlane.empty((rows, cols), np.float32),
+            ArrayPlane.empty((rows, cols), np.float32),
+            ArrayPlane.empty((rows, cols), np.uint8),
+        )
+    sci_out, err_out, mask_out = planes
+    counts = {"cosmic_ray": 0, "saturated": 0, "bad_flat": 0, "nonfinite": 0}
+
+    def count(band: np.ndarray) -> None:
+        for key, bit in (
+            ("cosmic_ray", COSMIC_RAY),
+            ("saturated", SATURATED),
+            ("bad_flat", BAD_FLAT),
+            ("nonfinite", NONFINITE),
+        ):
+            counts[key] += int(np.count_nonzero(band & bit))
+
+    for r0, r1 in band_starts(rows, step):
         electrons = load(r0, r1)
         raw = read_region(info, slice(ys.start + r0, ys.start + r1), xs)
-        b = bias.data[r0:r1]
-        f = flat.data[r0:r1]
-        signal = subtract_bias(electrons, b)
+        f = flat.data_plane.read(r0, r1)
+        signal = subtract_bias(electrons, bias.data_plane.read(r0, r1))
         del electrons
-        if dark is not None:
-            signal = subtract_dark(signal, dark.data[r0:r1], t)
+        d = dark.data_plane.read(r0, r1) if dark is not None else None
+        if d is not None:
+            signal = subtract_dark(signal, d, t)
         sci = flat_correct(signal, f)
         err = science_error(
             signal,
             read_noise_e=det.read_noise,
             flat=f,
-            dark=dark.data[r0:r1] if dark is not None else None,
-            bias_err=bias.err[r0:r1],
-            dark_err=dark.err[r0:r1] if dark is not None else None,
+            dark=d,
+            bias_err=bias.err_plane.read(r0, r1),
+            dark_err=dark.err_plane.read(r0, r1) if dark is not None else None,
             exptime=t,
-            flat_err=flat.err[r0:r1],
+            flat_err=flat.err_plane.read(r0, r1),
         )
-        del signal
-        band = mask[r0:r1]
+        del signal, d
+        band = np.zeros((r1 - r0, cols), dtype=np.uint8)
         band[raw >= det.saturation] |= SATURATED
         band[flat_bad_pixels(f, low=cfg.flat.bad_low, high=cfg.flat.bad_high)] |= BAD_FLAT
         bad = ~(np.isfinite(raw) & np.isfinite(sci))
@@ -174,27 +250,57 @@ def calibrate_frame(
             band[bad] |= NONFINITE
             sci[bad] = np.nan  # an inf is as unknown as a NaN
             err[bad] = 0.0  # ERR stays finite (the validation contract); MASK says why
-        sci_out[r0:r1] = sci
-        err_out[r0:r1] = err
-        del raw, sci, err, bad
-    n_bad = int(np.count_nonzero(mask & NONFINITE))
+        del raw, bad, f
+        # float64 → float32 as numpy's assignment rounds: the whole-frame arrays' values
+        sci_out.write(r0, sci.astype(np.float32))
+        err_out.write(r0, err.astype(np.float32))
+        del sci, err
+        mask_out.write(r0, band)
+        if not cfg.cosmics.enabled:
+            count(band)
+        elif band.any():
+            counts["nonfinite"] += int(np.count_nonzero(band & NONFINITE))
+    n_bad = counts["nonfinite"]
     if n_bad:
         log.warning(
             "%s: %d NaN/inf pixel(s) (%.3g%%) flagged NONFINITE in MASK",
-            info.path, n_bad, 100.0 * n_bad / mask.size,
+            info.path, n_bad, 100.0 * n_bad / (rows * cols),
         )  # fmt: skip
     if cfg.cosmics.enabled:
-        cr = detect_cosmics_banded(
-            sci_out,
-            err=err_out,
-            read_noise=det.read_noise,
-            saturation=det.saturation * det.gain,
-            bad=mask != 0,
-            cfg=cfg.cosmics,
-            band_rows=step,
-        )
-        mask[cr] |= COSMIC_RAY
-    return Calibrated(info, sci_out, err_out, mask, det.read_noise)
+        counts["nonfinite"] = 0  # counted again below, with the final MASK
+        margin = cosmics_margin(cfg.cosmics)
+        for r0, r1 in band_starts(rows, step):
+            a0, a1 = max(r0 - margin, 0), min(r1 + margin, rows)
+            mask = mask_out.read(a0, a1)
+            # rows above r0 already carry bit 4; detection sees the flags from before it
+            bad = (mask & np.uint8(0xFF ^ COSMIC_RAY)) != 0
+            cr = cosmics_rows(
+                sci_out.read(a0, a1),
+                err=err_out.read(a0, a1),
+                read_noise=det.read_noise,
+                saturation=det.saturation * det.gain,
+                bad=bad,
+                cfg=cfg.cosmics,
+                keep=slice(r0 - a0, r1 - a0),
+                tile_cols=tile_cols,
+                margin=margin,
+            )
+            own = mask[r0 - a0 : r1 - a0]
+            own[cr] |= COSMIC_RAY
+            mask_out.write(r0, own)
+            count(own)
+            del mask, bad, cr, own
+    return Calibrated(info, sci_out, err_out, mask_out, det.read_noise, counts)
+
+
+def sky_median(cal: Calibrated, *, band_rows: int) -> float | None:
+    """``np.median`` of the finite SCI pixels (float32), computed over bands."""
+    step = max(int(band_rows), 1)
+    return exact_median(
+        lambda: read_bands(cal.sci_plane, step),
+        dtype=np.float32,
+        max_candidates=max(step * cal.sci_plane.shape[1], 1 << 16),
+    )
 
 
 def output_header(info: FrameInfo) -> fits.Header:
@@ -232,60 +338,76 @@ def _wcs_only(header: fits.Header) -> fits.Header:
     return fits.Header([c for c in header.cards if c.keyword.startswith(keep)])
 
 
-def _finish(hdul: fits.HDUList, path: Path) -> None:
-    for hdu in hdul:
-        # A fixed comment instead of astropy's default (the current time) keeps files identical.
-        hdu.add_checksum(when="astropipe")
-    hdul.writeto(path, overwrite=False, output_verify="exception")
-
-
-def write_science(
-    cal: Calibrated, path: str | os.PathLike[str], *, masters: Mapping[str, tuple[Master, str]]
-) -> None:
-    """Write a calibrated frame; ``masters`` maps role → (master, SHA-256 of its file)."""
-    head = output_header(cal.frame)
+def science_header(
+    info: FrameInfo, *, read_noise: float, masters: Mapping[str, tuple[str, str]], ncosmic: int
+) -> fits.Header:
+    """Primary (and SCI) header of a calibrated frame; ``masters`` maps role → (master name,
+    SHA-256 of its file)."""
+    head = output_header(info)
     head["BUNIT"] = ("electron", "SCI and ERR are in electrons")
     head["GAIN"] = (1.0, "[e-/ADU] frame already converted to electrons")
-    head["RDNOISE"] = (cal.read_noise, "[e-] read noise of the raw frame")
+    head["RDNOISE"] = (read_noise, "[e-] read noise of the raw frame")
     head["CALSTAT"] = ("OBDF", "overscan, bias, dark, flat applied")
-    head["RAWFILE"] = (cal.frame.name, "raw frame this was calibrated from")
+    head["RAWFILE"] = (info.name, "raw frame this was calibrated from")
     for name, bit in MASK_BITS.items():
         head[f"MASKB{bit}"] = (name, f"MASK bit value {bit}")
     for role, (master, sha) in sorted(masters.items()):
-        for card in master_history(role, f"{master.name}.fits", sha):
+        for card in master_history(role, f"{master}.fits", sha):
             head.add_history(card)
-    head["NCOSMIC"] = (cal.cosmic_pixels, "pixels flagged as cosmic rays (MASK bit 4)")
-    primary = fits.PrimaryHDU(header=head)
-    sci = fits.ImageHDU(cal.sci, header=head.copy(), name="SCI")
+    head["NCOSMIC"] = (ncosmic, "pixels flagged as cosmic rays (MASK bit 4)")
+    return head
+
+
+def write_science(
+    info: FrameInfo,
+    cfg: CalibrationConfig,
+    path: str | os.PathLike[str],
+    *,
+    bias: Master,
+    flat: Master,
+    dark: Master | None,
+    masters: Mapping[str, tuple[str, str]],
+    band_rows: int | None = None,
+    tile_cols: int | None = None,
+) -> Calibrated:
+    """Calibrate a science frame straight into its FITS file at ``path`` (atomically).
+
+    The file holds an empty primary HDU with the header, ``SCI`` (float32, same header),
+    ``ERR`` (float32) and ``MASK`` (uint8), with checksums; it is laid out first and each band
+    is written at its offset, so the frame is never whole in memory. ``masters`` maps role →
+    (master name, SHA-256 of its file). Returns the frame with its planes in the file.
+    """
+    rows, cols = info.trimmed_shape
+    read_noise = detector_for(info, cfg.detector).read_noise
+    head = science_header(info, read_noise=read_noise, masters=masters, ncosmic=0)
     wcs = _wcs_only(head)
-    err = fits.ImageHDU(cal.err, header=wcs.copy(), name="ERR")
-    err.header["BUNIT"] = "electron"
-    mask = fits.ImageHDU(cal.mask, header=wcs.copy(), name="MASK")
-    for name, bit in MASK_BITS.items():
-        mask.header[f"MASKB{bit}"] = (name, f"bit value {bit}")
-    _finish(fits.HDUList([primary, sci, err, mask]), Path(path))
-
-
-def write_master(
-    master: Master, path: str | os.PathLike[str], *, inputs: Mapping[str, str]
-) -> None:
-    """Write a master frame (primary = data, ``ERR`` extension); ``inputs`` maps file → SHA-256."""
-    first = master.spec.frames[0]
-    head = fits.Header()
-    head["IMAGETYP"] = (master_imagetyp(master.spec.kind), "astropipe calibrate_images")
-    head["INSTRUME"] = first.instrument
-    head["XBINNING"], head["YBINNING"] = first.binning
-    if master.spec.filter is not None:
-        head["FILTER"] = master.spec.filter
-    units = {"bias": "electron", "dark": "electron/s", "flat": ""}
-    head["BUNIT"] = units[master.spec.kind]
-    head["NCOMBINE"] = (master.ncombine, "frames combined")
-    if master.spec.kind == "flat":
-        head["FLATNORM"] = (master.norm, "median of the combined unit-median flats")
-    for name, sha in sorted(inputs.items()):
-        head.add_history(f"input: {name}")
-        head.add_history(f"sha256 {sha}")
-    primary = fits.PrimaryHDU(master.data, header=head)
-    err = fits.ImageHDU(master.err, name="ERR")
-    err.header["BUNIT"] = units[master.spec.kind]
-    _finish(fits.HDUList([primary, err]), Path(path))
+    mask_bits = tuple((f"MASKB{bit}", (name, f"bit value {bit}")) for name, bit in MASK_BITS.items())
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        out = StreamedFits(
+            tmp,
+            [
+                ImageSpec(head),
+                ImageSpec(head.copy(), np.float32, (rows, cols), "SCI"),
+                ImageSpec(wcs.copy(), np.float32, (rows, cols), "ERR", (("BUNIT", "electron"),)),
+                ImageSpec(wcs.copy(), np.uint8, (rows, cols), "MASK", mask_bits),
+            ],
+            checksum_comment=CHECKSUM_COMMENT,
+        )
+        cal = calibrate_frame(
+            info,
+            cfg,
+            bias=bias,
+            flat=flat,
+            dark=dark,
+            band_rows=band_rows,
+            tile_cols=tile_cols,
+            planes=(out.plane(1), out.plane(2), out.plane(3)),
+        )
+        ncosmic = {"NCOSMIC": cal.cosmic_pixels}
+        out.finish({0: ncosmic, 1: ncosmic})
+    cal.sci_plane, cal.err_plane, cal.mask_plane = (
+        FitsPlane(final, out.plane(i).layout) for i in (1, 2, 3)
+    )
+    cal.path = final
+    return cal

@@ -22,7 +22,6 @@ from typing import Any
 import dask
 import numpy as np
 
-from astropipe.calibration.calibrate import BAD_FLAT, NONFINITE, SATURATED
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.cosmics import cosmics_margin
 from astropipe.calibration.frames import HeaderValueError, discover
@@ -30,13 +29,14 @@ from astropipe.calibration.masters import (
     Master,
     build_masters,
     detector_for,
+    master_metrics,
     master_tile_rows,
 )
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec, SciencePlan, make_plan
 from astropipe.calibration.science import (
-    calibrate_frame,
     science_band_rows,
-    write_master,
+    science_tile_cols,
+    sky_median,
     write_science,
 )
 from astropipe.compute import ComputeConfig, parse_bytes, scheduler
@@ -44,7 +44,7 @@ from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json
 from astropipe.provenance import inputs_digest, relpath, sha256_file
 
-__all__ = ["run", "plan_from_params", "tile_rows", "science_rows"]
+__all__ = ["run", "plan_from_params", "tile_rows", "science_rows", "science_cols"]
 
 log = logging.getLogger(__name__)
 
@@ -83,42 +83,55 @@ def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
     return master_tile_rows(cfg, spec, workers)
 
 
-def _finite_median(data: np.ndarray) -> float | None:
-    finite = data[np.isfinite(data)]
-    return float(np.median(finite)) if finite.size else None
+def _budget(cfg: CalibrationConfig, workers: int) -> int:
+    """Bytes each of ``workers`` may use: ``memory_limit`` less what the process holds now
+    (the interpreter, the libraries), at least an eighth of the limit."""
+    import psutil
+
+    limit = parse_bytes(cfg.memory_limit)
+    used = psutil.Process().memory_info().rss
+    if used > limit // 2:
+        log.warning(
+            "calibration.memory_limit=%s: the process already holds %.0f MB; working in "
+            "small bands (raise the limit for speed)",
+            cfg.memory_limit,
+            used / 1e6,
+        )
+    return max(limit - used, limit // 8) // max(workers, 1)
 
 
 def science_rows(cfg: CalibrationConfig, shape: tuple[int, int], workers: int) -> int:
     """Band height for calibrating science frames of ``shape``, ``workers`` at a time.
 
-    conf ``tile_rows`` when set; else what is left of ``memory_limit`` once the process (with
-    its masters) and each frame's output planes (SCI, ERR float32 and MASK: 9 bytes a pixel)
-    are counted, shared by the frames in flight.
+    conf ``tile_rows`` when set; else what one frame's share of ``memory_limit`` (less what
+    the process holds) gives in both passes (see
+    :func:`~astropipe.calibration.science.science_band_rows`). Nothing whole-frame is held:
+    the output planes are on disk.
     """
     if cfg.tile_rows is not None:
         return cfg.tile_rows
-    import psutil
-
-    limit = parse_bytes(cfg.memory_limit)
-    used = psutil.Process().memory_info().rss
-    workers = max(workers, 1)
-    held = used + workers * 9 * shape[0] * shape[1]
-    if held > limit:
-        log.warning(
-            "calibration.memory_limit=%s: masters and output planes already need %.0f MB; "
-            "calibrating science frames in the smallest bands",
-            cfg.memory_limit,
-            held / 1e6,
-        )
-    per_frame = max(limit - held, 0) // workers
-    return science_band_rows(shape, budget_bytes=per_frame, margin=cosmics_margin(cfg.cosmics))
+    return science_band_rows(
+        shape, budget_bytes=_budget(cfg, workers), margin=cosmics_margin(cfg.cosmics)
+    )
 
 
-def _noise(data: np.ndarray) -> float:
-    from astropy.stats import mad_std
+def science_cols(
+    cfg: CalibrationConfig, shape: tuple[int, int], workers: int, band_rows: int
+) -> int | None:
+    """Columns per astroscrappy tile for bands of ``band_rows`` (None: whole rows)."""
+    return science_tile_cols(
+        shape,
+        band_rows=band_rows,
+        budget_bytes=_budget(cfg, workers),
+        margin=cosmics_margin(cfg.cosmics),
+    )
 
-    finite = np.asarray(data, dtype=np.float64)
-    return float(mad_std(finite[np.isfinite(finite)]))
+
+def _pass_rows(cfg: CalibrationConfig, shape: tuple[int, int]) -> int:
+    """Rows per band of a statistics pass over a written plane (~64 bytes a pixel)."""
+    if cfg.tile_rows is not None:
+        return cfg.tile_rows
+    return max(1, _budget(cfg, 1) // (64 * max(shape[1], 1)))
 
 
 def _science_task(
@@ -128,29 +141,28 @@ def _science_task(
     master_sha: Mapping[str, str],
     out_dir: Path,
     band_rows: int | None = None,
+    tile_cols: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Calibrate and write one science frame; return its name and metrics."""
     roles = {"bias": sp.bias, "flat": sp.flat} | ({"dark": sp.dark} if sp.dark else {})
-    cal = calibrate_frame(
+    cal = write_science(
         sp.frame,
         cfg,
+        out_dir / f"{sp.frame.path.stem}.fits",
         bias=built[sp.bias],
         flat=built[sp.flat],
         dark=built[sp.dark] if sp.dark else None,
+        masters={r: (n, master_sha[n]) for r, n in roles.items()},
         band_rows=band_rows,
-    )
-    write_science(
-        cal,
-        out_dir / f"{sp.frame.path.stem}.fits",
-        masters={r: (built[n], master_sha[n]) for r, n in roles.items()},
+        tile_cols=tile_cols,
     )
     log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, cal.cosmic_pixels)
     return sp.frame.name, {
         "cosmic_ray_pixels": cal.cosmic_pixels,
-        "saturated_pixels": int(np.count_nonzero(cal.mask & SATURATED)),
-        "bad_flat_pixels": int(np.count_nonzero(cal.mask & BAD_FLAT)),
-        "nonfinite_pixels": int(np.count_nonzero(cal.mask & NONFINITE)),
-        "sky_median": _finite_median(cal.sci),
+        "saturated_pixels": cal.counts["saturated"],
+        "bad_flat_pixels": cal.counts["bad_flat"],
+        "nonfinite_pixels": cal.counts["nonfinite"],
+        "sky_median": sky_median(cal, band_rows=_pass_rows(cfg, sp.frame.trimmed_shape)),
         **roles,
     }
 
@@ -197,33 +209,29 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
         atomic_dir(cfg.outputs.masters) as mdir,
         atomic_dir(cfg.outputs.science) as sdir,
     ):
-        built = build_masters(plan, cfg, workers=compute.workers)
+        names = {f.name: inputs[relpath(f.path)] for m in plan.masters for f in m.frames}
+        # each master is written band by band into its file and read back from it
+        built = build_masters(plan, cfg, workers=compute.workers, directory=mdir, inputs=names)
         for master in built.values():
-            spec = master.spec
-            out = Path(mdir) / f"{spec.name}.fits"
-            write_master(master, out, inputs={f.name: inputs[relpath(f.path)] for f in spec.frames})
-            master_sha[spec.name] = sha256_file(out)
-            metrics_masters[spec.name] = {
-                "kind": spec.kind,
-                "ncombine": master.ncombine,
-                "median": float(np.median(master.data)),
-                "noise": _noise(master.data),
-                "mean_err": float(np.mean(master.err, dtype=np.float64)),
-                "unit": {"bias": "electron", "dark": "electron/s", "flat": "relative"}[spec.kind],
-            }
-        # One dask task per science frame: it calibrates, writes, and returns only its
-        # metrics, so at most compute.workers frames are in memory at once.
-        tasks = [
-            dask.delayed(_science_task, pure=True)(
-                sp,
-                cfg,
-                built,
-                master_sha,
-                Path(sdir),
-                science_rows(cfg, sp.frame.trimmed_shape, compute.workers),
+            assert master.path is not None
+            master_sha[master.name] = sha256_file(master.path)
+            metrics_masters[master.name] = master_metrics(
+                master, band_rows=_pass_rows(cfg, master.shape)
             )
-            for sp in plan.science
-        ]
+        # One dask task per science frame: it calibrates straight into its file and returns
+        # only its metrics, so at most compute.workers frames' bands are in memory at once.
+        tasks = []
+        for sp in plan.science:
+            shape = sp.frame.trimmed_shape
+            rows = science_rows(cfg, shape, compute.workers)
+            cols = None if cfg.tile_rows is not None else science_cols(
+                cfg, shape, compute.workers, rows
+            )
+            tasks.append(
+                dask.delayed(_science_task, pure=True)(
+                    sp, cfg, built, master_sha, Path(sdir), rows, cols
+                )
+            )
         for name, values in dask.compute(*tasks):
             metrics_science[name] = values
     metrics = {

@@ -45,6 +45,7 @@ __all__ = [
     "known_layout",
     "read_known",
     "read_region",
+    "read_stored",
     "physical",
 ]
 
@@ -367,6 +368,61 @@ def read_known(path: Path, buffer: bytearray, known: Known) -> tuple[np.ndarray,
     return physical(data, known.layout.scaling), sha256_bytes(view)
 
 
+#: Largest read :func:`read_stored` makes at once when it keeps only some columns: a tall,
+#: narrow overscan strip of a 16k frame must not cost the whole frame's rows.
+_CHUNK_BYTES = 8 * 2**20
+
+
+def read_stored(
+    path: Path, layout: PixelLayout, rows: slice, cols: slice | None = None
+) -> np.ndarray:
+    """Stored pixels of rows (and columns) of an uncompressed 2-D image, native byte order.
+
+    Only the requested rows are read from disk, with ``pread`` into the result's own buffer;
+    when ``cols`` keeps part of each row, the rows are read in chunks of at most 8 MB, so the
+    memory is that of the rows and columns asked for, whatever the image size. No scaling is
+    applied (see :func:`physical`).
+
+    Raises
+    ------
+    InputFileError
+        When the file is shorter than the rows need (it shrank since it was checked).
+    """
+    ny, nx = layout.shape
+    r0, r1, step = rows.indices(ny)
+    if step != 1:
+        raise ValueError("read_stored reads contiguous rows (step 1)")
+    n = max(r1 - r0, 0)
+    stored = np.dtype(layout.dtype)
+    c0, c1 = (0, nx) if cols is None else cols.indices(nx)[:2]
+    width = max(c1 - c0, 0)
+    out = np.empty((n, width), dtype=stored.newbyteorder("="))
+    if n == 0 or width == 0:
+        return out
+    row_bytes = nx * stored.itemsize
+    chunk = n if width == nx else max(1, min(n, _CHUNK_BYTES // row_bytes))
+    buf = out if width == nx else np.empty((chunk, nx), dtype=out.dtype)
+    with open(path, "rb", buffering=0) as fh:
+        for a in range(0, n, chunk):
+            b = min(a + chunk, n)
+            view = (out[a:b] if width == nx else buf[: b - a]).reshape(-1).view(np.uint8)
+            start = layout.offset + (r0 + a) * row_bytes
+            got = 0
+            while got < view.nbytes:
+                k = os.preadv(fh.fileno(), [view[got:]], start + got)
+                if not k:
+                    raise InputFileError(
+                        f"{path}: file shrank while being read ({start + got} of "
+                        f"{start + view.nbytes} bytes); re-copy it and re-run."
+                    )
+                got += k
+            if width != nx:
+                out[a:b] = buf[: b - a, c0:c1]
+    if stored.byteorder not in ("=", "|") and stored.byteorder != out.dtype.byteorder:
+        out.byteswap(inplace=True)  # the file is big-endian; the result is native
+    return out
+
+
 def read_region(
     path: Path,
     *,
@@ -377,21 +433,12 @@ def read_region(
 ) -> np.ndarray:
     """Rows (and columns) of a 2-D image as float64 physical values.
 
-    With a ``layout`` (an uncompressed image) only the requested rows are read from disk, in
-    one read of the row range; otherwise (a tile-compressed image) astropy's ``section``.
+    With a ``layout`` (an uncompressed image) only the requested rows are read from disk
+    (:func:`read_stored`); otherwise (a tile-compressed image) astropy's ``section``.
     """
-    if layout is not None:
-        ny, nx = layout.shape
-        r0, r1, step = rows.indices(ny)
-        if step == 1:
-            item = np.dtype(layout.dtype).itemsize
-            n = max(r1 - r0, 0)
-            start = layout.offset + r0 * nx * item
-            view = _read_into(path, bytearray(), n * nx * item, start)
-            raw = np.frombuffer(view, dtype=layout.dtype).reshape(n, nx)
-            if cols is not None:
-                raw = raw[:, cols]
-            return physical(raw, layout.scaling, dtype=np.float64)
+    if layout is not None and rows.indices(layout.shape[0])[2] == 1:
+        raw = read_stored(path, layout, rows, cols)
+        return physical(raw, layout.scaling, dtype=np.float64)
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             data = hdul[hdu].section[rows, cols if cols is not None else slice(None)]
