@@ -27,7 +27,7 @@ from astropipe.errors import (  # noqa: E402
     MissingInputError,
     ValidationFailed,
 )
-from astropipe.features.stats import FEATURE_COLUMNS  # noqa: E402
+from astropipe.features.extract import OUTPUT_COLUMNS as FEATURE_COLUMNS  # noqa: E402
 from astropipe.io.tables import write_parquet  # noqa: E402
 from astropipe.lightcurve import to_lightcurve_table  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
