@@ -43,9 +43,9 @@ def test_grid_mismatch_on_append_names_the_stored_grid(tmp_path: Path) -> None:
     files = make_lwa(late, n_times=3)
     for f in files[-3:]:
         with fits.open(f, mode="update") as hdul:
-            hdul[0].header["CRVAL2"] = 30.0
+            hdul[0].header["CDELT2"] = 2.5  # the l/m grid changes (a moved phase centre would not)
         shutil.copy2(f, inputs / f.name)
-    with pytest.raises(GridMismatchError, match=r"CRVAL2 .*37\.14.* vs 30\.0") as err:
+    with pytest.raises(GridMismatchError, match=r"CDELT2 2\.0 vs 2\.5") as err:
         run(params(inputs, out), collection="lwa")
     assert "070001_41MHz" in str(err.value) and files[-3].name in str(err.value)
 

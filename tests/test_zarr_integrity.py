@@ -46,8 +46,8 @@ def test_checksums_cover_every_chunk_and_are_deterministic(built, tmp_path: Path
     assert manifest is not None
     assert sorted(manifest.chunk_sha256) == chunk_files(out)  # every chunk object, nothing else
     assert (
-        len(manifest.chunk_sha256) == 4 * 2 * 2 + 4 * 5 + 2 * 2 * 2 + 4
-    )  # SKY, per-step, ra/dec, axes
+        len(manifest.chunk_sha256) == 4 * 2 * 2 + 4 * 7 + 4
+    )  # SKY, 7 per-step (beam x 3, time, flag, phase centre x 2), axes; no ra/dec (lwa)
     for key, sha in manifest.chunk_sha256.items():
         assert sha256_file(out / key) == sha
     doc = json.loads((out / "zarr.json").read_text())["attributes"]["astropipe"]["chunk_sha256"]
@@ -107,7 +107,7 @@ def test_chunk_shared_by_time_steps_rewrites_all_of_them(tmp_path: Path) -> None
 
 def test_damaged_coordinate_chunk_is_rewritten_from_the_grid(built) -> None:
     inputs, out, ref = built
-    flip_byte(out / "ra/c/1/0")
+    flip_byte(out / "frequency/c/0")
     truncate(out / "l/c/0")
     summary = run(params(inputs, out), collection="lwa")
     assert (summary["repaired"], summary["written"]) == (2, 0)  # no time step read again

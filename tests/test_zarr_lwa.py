@@ -14,6 +14,8 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
+from astropipe.zarrcube.grid import Grid, sky_coordinates
+from astropipe.zarrcube.manifest import read_manifest
 from astropipe.zarrcube.stage import run
 from zarr_helpers import make_lwa, params, tree_digest
 
@@ -60,20 +62,39 @@ def test_sky_coordinates_equal_astropy_wcs(series) -> None:
     out = inputs.parent / "lwa.zarr"
     run(params(inputs, out), collection="lwa")
     ds = _open(out)
+    header = fits.getheader(files[0])  # the raw header, CRVAL1 < 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
-        w = WCS(fits.getheader(files[0])).celestial  # the raw header, CRVAL1 < 0
+        w = WCS(header).celestial
     ny, nx = ds.sizes["m"], ds.sizes["l"]
+    # l, m: ((i + 1) - CRPIX) * CDELT * pi/180, exactly (docs/fits_to_zarr.md)
+    deg = np.pi / 180.0
+    assert (
+        ds.l.values.tobytes()
+        == ((np.arange(nx) + 1 - header["CRPIX1"]) * header["CDELT1"] * deg).tobytes()
+    )
+    assert (
+        ds.m.values.tobytes()
+        == ((np.arange(ny) + 1 - header["CRPIX2"]) * header["CDELT2"] * deg).tobytes()
+    )
+    # RA/Dec per pixel are not stored (they change with the phase centre); the WCS of a step
+    # (shared grid + its phase centre) gives them, equal to astropy.wcs on the file itself
+    assert "ra" not in ds.coords and "dec" not in ds.coords
+    manifest = read_manifest(out)
+    assert manifest is not None
+    ra, dec = sky_coordinates(
+        Grid(shape=(ny, nx), wcs=manifest.step_wcs(0)), slice(0, nx), slice(0, ny)
+    )
     y, x = np.mgrid[0:ny, 0:nx]
-    ra, dec = w.all_pix2world(x, y, 0)
-    beyond = np.isnan(ra)
+    ra_ref, dec_ref = w.all_pix2world(x, y, 0)
+    beyond = np.isnan(ra_ref)
     assert beyond.any() and (~beyond).any()  # all-sky SIN: NaN beyond the horizon
-    np.testing.assert_array_equal(np.isnan(ds.ra.values.T), beyond)
-    np.testing.assert_allclose(ds.ra.values.T[~beyond], np.mod(ra[~beyond], 360.0), atol=1e-9)
-    np.testing.assert_allclose(ds.dec.values.T[~beyond], dec[~beyond], atol=1e-9)
-    assert (ds.ra.values[~np.isnan(ds.ra.values)] >= 0).all()
+    np.testing.assert_array_equal(np.isnan(ra), beyond)
+    np.testing.assert_allclose(ra[~beyond], np.mod(ra_ref[~beyond], 360.0), atol=1e-9)
+    np.testing.assert_allclose(dec[~beyond], dec_ref[~beyond], atol=1e-9)
     # zenith pixel: CRVAL wrapped into [0, 360)
     assert ds.attrs["wcs"]["CRVAL1"] == pytest.approx(-131.124403573129 + 360.0)
+    assert ds.phase_center_ra.values == pytest.approx([-131.124403573129 + 360.0] * 4)
     assert list(ds.polarization.values) == ["I"]
     assert ds.SKY.dims == ("time", "frequency", "polarization", "l", "m")
 

@@ -10,7 +10,8 @@ Each store is opened lazily with xarray (``consolidated=False``, times as raw MJ
 per-step variables (time, ``step_complete``, ``BMAJ``/``BMIN``, ``exposure``) are read whole;
 the image (``SKY`` for lwa, ``SCI`` for ccd) is reduced one time step at a time with dask, so
 only one chunk at a time is in memory. The finite fraction counts pixels where ``ra`` is finite
-(inside the horizon of an all-sky image; every pixel when the store has no ``ra``).
+(inside the horizon of an all-sky image: l*l + m*m <= 1 for a store with l/m and no ``ra``;
+every pixel when the store has neither).
 """
 
 from __future__ import annotations
@@ -141,6 +142,9 @@ def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
     exposure = _per_time(ds, "exposure", (nt,))
     sky = [d for d in image.dims if d not in ("time", "frequency")]
     inside = np.isfinite(ds["ra"]) if "ra" in ds.coords else True  # aligned by dim names
+    if "ra" not in ds.coords and "l" in ds.coords and "m" in ds.coords:
+        # lwa stores keep no per-pixel RA/Dec (the phase centre moves): the SIN horizon
+        inside = ds["l"] * ds["l"] + ds["m"] * ds["m"] <= 1.0
     ones = xr.ones_like(image.isel(time=0), dtype=bool) if nt else None
     total = (ones & inside).sum(dim=sky).values.reshape(nf) if nt else None
     rows = []

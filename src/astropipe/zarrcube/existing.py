@@ -6,8 +6,8 @@ have left the input directory, so it is never deleted implicitly. The rules:
 * no store, or an empty directory: build a new one;
 * ``zarr.rebuild=true`` (a real boolean, nothing else): build a new one and replace the old;
 * a store whose root metadata cannot be read, or without a fits_to_zarr manifest: refuse;
-* a store built with another layout (kind, Zarr format, chunks, compressor): refuse, naming
-  what differs and ``zarr.rebuild=true``;
+* a store built with another layout (kind, Zarr format, chunks, compressor, or the store
+  layout version of an older astropipe): refuse, naming what differs and ``zarr.rebuild=true``;
 * otherwise verify every recorded chunk checksum: damaged chunks of a time step are rewritten
   from its inputs (refused, naming the chunk, when those inputs are gone); damaged chunks of an
   array without a time axis (coordinates) are rewritten from the stored grid.
@@ -27,7 +27,7 @@ from astropipe.errors import ConfigError, InputFileError
 from astropipe.zarrcube.chunks import ChunkRef, chunk_refs, describe, verify_chunks
 from astropipe.zarrcube.manifest import Manifest, read_manifest
 
-__all__ = ["Damage", "open_existing", "layout_difference", "assess"]
+__all__ = ["Damage", "open_existing", "stored_layout", "layout_difference", "assess"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +42,24 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def stored_layout(layout: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's layout; stores written before the version was recorded are version 1."""
+    return {"version": 1, **layout}
+
+
 def layout_difference(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
     """``key: stored → configured`` for each layout key that differs, comma-separated."""
-    a, b = _flat(stored), _flat(wanted)
-    return ", ".join(
-        f"{k}: {a.get(k, '(none)')!r} stored vs {b.get(k, '(none)')!r} configured"
-        for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
-    )
+    a, b = _flat(stored_layout(stored)), _flat(wanted)
+
+    def one(k: str) -> str:
+        if k == "version":  # not a config key: the store was written by another astropipe
+            return (
+                f"store layout version: {a.get(k)!r} stored vs {b.get(k)!r} written by this "
+                "astropipe"
+            )
+        return f"{k}: {a.get(k, '(none)')!r} stored vs {b.get(k, '(none)')!r} configured"
+
+    return ", ".join(one(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
 
 
 def open_existing(store: Path, wanted: Mapping[str, Any], *, rebuild: bool) -> Manifest | None:
@@ -82,7 +92,7 @@ def open_existing(store: Path, wanted: Mapping[str, Any], *, rebuild: bool) -> M
             "stage wrote); nothing was changed — move it away, or set zarr.rebuild=true to "
             "replace it."
         )
-    if manifest.layout != dict(wanted):
+    if stored_layout(manifest.layout) != dict(wanted):
         raise ConfigError(
             f"{store.as_posix()}: the store's layout differs from zarr config "
             f"({layout_difference(manifest.layout, wanted)}); nothing was changed — set "

@@ -21,7 +21,14 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from astropipe.errors import GridMismatchError
 
-__all__ = ["Grid", "grid_of", "check_grid", "celestial_wcs", "sky_coordinates"]
+__all__ = [
+    "PHASE_KEYS",
+    "Grid",
+    "grid_of",
+    "check_grid",
+    "celestial_wcs",
+    "sky_coordinates",
+]
 
 # WCS keywords that define the pixel -> sky mapping (time keys such as MJD-OBS are left out:
 # they change between time steps without moving the grid).
@@ -30,6 +37,9 @@ _WCS_KEY = re.compile(
     r"|PV[12]_\d+|LONPOLE|LATPOLE|RADESYS|EQUINOX)$"
 )
 _RTOL = 1e-9
+#: WCS cards of the phase centre (reference point on the sky). Zenith-phased radio snapshots
+#: change them every time step while the l/m pixel grid stays the same.
+PHASE_KEYS: tuple[str, ...] = ("CRVAL1", "CRVAL2")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,19 @@ class Grid:
     def from_attrs(cls, attrs: dict[str, Any]) -> Grid:
         """Inverse of :meth:`to_attrs`."""
         return cls(shape=(int(attrs["shape"][0]), int(attrs["shape"][1])), wcs=dict(attrs["wcs"]))
+
+    def split(self, keys: tuple[str, ...] = PHASE_KEYS) -> tuple[Grid, dict[str, Any]]:
+        """The grid without the cards ``keys`` (the pixel grid), and those cards.
+
+        For a zenith-phased series the pixel grid is shared by every time step and the
+        phase centre (``CRVAL1``, ``CRVAL2``) is a property of each step.
+        """
+        rest = {k: v for k, v in self.wcs.items() if k not in keys}
+        return Grid(shape=self.shape, wcs=rest), {k: self.wcs[k] for k in keys if k in self.wcs}
+
+    def with_cards(self, cards: dict[str, Any]) -> Grid:
+        """The grid with ``cards`` added or replaced (e.g. one time step's phase centre)."""
+        return Grid(shape=self.shape, wcs=dict(sorted({**self.wcs, **cards}.items())))
 
 
 def celestial_wcs(header: fits.Header) -> WCS | None:

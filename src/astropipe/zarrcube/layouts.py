@@ -19,7 +19,20 @@ from astropipe.provenance import relpath, sha256_file
 from astropipe.zarrcube.discover import StepSpec
 from astropipe.zarrcube.grid import Grid
 
-__all__ = ["StepInfo", "VarSpec", "Layout", "names", "checksums", "layout_for"]
+__all__ = [
+    "STORE_VERSIONS",
+    "StepInfo",
+    "VarSpec",
+    "Layout",
+    "names",
+    "checksums",
+    "layout_for",
+]
+
+#: Version of each kind's store layout, recorded in the manifest (``layout.version``; stores
+#: written before it was recorded are version 1). A store of another version is refused with
+#: the way out (``zarr.rebuild=true``). lwa 2: per-time phase centre, no per-pixel RA/Dec.
+STORE_VERSIONS: dict[str, int] = {"lwa": 2, "ccd": 1}
 
 
 @dataclass
@@ -36,6 +49,7 @@ class StepInfo:
     static: dict[str, Any]  # must be equal for every step of a store (frequency, Stokes)
     small: dict[str, np.ndarray] = field(default_factory=dict)  # per-step values, no time axis
     corrections: tuple[str, ...] = ()
+    wcs: dict[str, Any] = field(default_factory=dict)  # the step's own WCS cards (phase centre)
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,8 @@ class Layout:
     sky_dims: ClassVar[tuple[str, str]]
     #: True when the stored sky dims are (x, y) — FITS axis 1 first — rather than (y, x)
     transposed: ClassVar[bool] = False
+    #: True when RA/Dec per pixel hold for the whole store (one WCS for every time step)
+    pixel_radec: ClassVar[bool] = True
 
     def group(self, files: list[Path]) -> list[StepSpec]:
         """Group the collection's files into time steps, sorted by key."""

@@ -4,6 +4,14 @@ One file per subband (and Stokes parameter) per time step; the time step is the
 ``YYYYMMDD_HHMMSS`` of the file name, the time ``DATE-OBS``, the frequency the FREQ axis.
 ``l`` runs along FITS axis 1 (RA), ``m`` along axis 2 (Dec), so pixels are stored transposed.
 The restoring beam (BMAJ, BMIN, BPA) becomes variables over (time, frequency).
+
+Real OVRO-LWA snapshots are phased to the zenith of their own time: ``CRVAL1`` follows local
+sidereal time (+0.0418 deg per 10 s). What every file must share is the l/m pixel grid (shape,
+``CTYPE`` projection, ``CUNIT``, ``CDELT``, ``CRPIX``, PC matrix, frame); the phase centre
+(``CRVAL1``, ``CRVAL2``) is kept per time step, as the coordinates ``phase_center_ra(time)``,
+``phase_center_dec(time)`` and in the manifest (``timesteps[i].wcs``). So RA/Dec per pixel are
+not stored (they differ per time step): l/m are the sky coordinates, as in xradio's image
+schema.
 """
 
 from __future__ import annotations
@@ -17,12 +25,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 
-from astropipe.errors import InputFileError
+from astropipe.errors import GridMismatchError, InputFileError
 from astropipe.io.fits import Known, known_layout, read_known, read_primary, read_primary_header
 from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
-from astropipe.zarrcube.grid import Grid, check_grid, grid_of
+from astropipe.zarrcube.grid import PHASE_KEYS, Grid, check_grid, grid_of
 from astropipe.zarrcube.layouts import Layout, StepInfo, VarSpec, names
 
 __all__ = ["LwaLayout"]
@@ -43,6 +51,7 @@ class LwaLayout(Layout):
     kind = "lwa"
     sky_dims = ("l", "m")
     transposed = True
+    pixel_radec = False  # the phase centre moves with time: RA/Dec per pixel differ per step
 
     def __init__(self, *, read_workers: int = 2) -> None:
         self._local = threading.local()
@@ -114,6 +123,7 @@ class LwaLayout(Layout):
         planes: dict[tuple[float, str], tuple[float, float, float]] = {}
         grid: Grid | None = None
         grid_file = ""
+        center: dict[str, float] = {}
         time_mjd = np.nan
         bunit = ""
         for path in spec.files:
@@ -129,12 +139,15 @@ class LwaLayout(Layout):
                     "(CTYPE1='RA---SIN'); "
                     f"found CTYPE1={header.get('CTYPE1')!r}; transpose the image first."
                 )
-            g = grid_of(header, (int(header["NAXIS2"]), int(header["NAXIS1"])))
+            # the l/m pixel grid must match across the series; the phase centre is per step
+            g, phase = grid_of(header, (int(header["NAXIS2"]), int(header["NAXIS1"]))).split()
             if grid is None:
                 _require_axis_aligned(g.wcs, path)  # the others must match this grid
-                grid, grid_file = g, relpath(path)
+                _angle_unit(g.wcs, path)
+                grid, grid_file, center = g, relpath(path), phase
             else:
                 check_grid(grid, grid_file, g, relpath(path))
+                _same_center(center, grid_file, phase, relpath(path), spec.key)
             if np.isnan(time_mjd):
                 if header.get("DATE-OBS"):
                     time_mjd = float(H.header_time(header, where=str(path)).mjd)
@@ -165,6 +178,7 @@ class LwaLayout(Layout):
                 f"missing {missing}; add the missing planes."
             )
         bm = np.array([planes[(f, pols[0])] for f in freqs], dtype=np.float64)
+        ra0, dec0 = (float(center.get(k, np.nan)) for k in PHASE_KEYS)
         return StepInfo(
             key=spec.key,
             paths=spec.files,
@@ -174,8 +188,15 @@ class LwaLayout(Layout):
             grid=grid,
             grid_file=grid_file,
             static={"frequency_hz": freqs, "polarization": pols, "bunit": bunit},
-            small={"BMAJ": bm[:, 0], "BMIN": bm[:, 1], "BPA": bm[:, 2]},
+            small={
+                "BMAJ": bm[:, 0],
+                "BMIN": bm[:, 1],
+                "BPA": bm[:, 2],
+                "phase_center_ra": np.float64(ra0),
+                "phase_center_dec": np.float64(dec0),
+            },
             corrections=tuple(sorted(corrections)),
+            wcs={k: float(v) for k, v in sorted(center.items())},
         )
 
     def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -239,14 +260,33 @@ class LwaLayout(Layout):
                     ("BPA", "position angle"),
                 )
             ),
+            *(
+                VarSpec(
+                    f"phase_center_{axis}",
+                    (),
+                    "float64",
+                    np.nan,
+                    {
+                        "units": "deg",
+                        "long_name": f"{what} of the phase centre (CRVAL{n}, the image's "
+                        "reference point; l = m = 0 there), after header corrections",
+                    },
+                    False,
+                    coord=True,
+                )
+                for axis, n, what in (("ra", 1, "right ascension"), ("dec", 2, "declination"))
+            ),
         ]
 
     def static_coords(self, static: dict[str, Any], grid: Grid) -> dict[str, tuple[str, Any, dict]]:
         ny, nx = grid.shape
         w = grid.wcs
-        deg = np.pi / 180.0
-        l_ = (np.arange(nx) + 1 - float(w.get("CRPIX1", 1.0))) * float(w.get("CDELT1", 1.0)) * deg
-        m = (np.arange(ny) + 1 - float(w.get("CRPIX2", 1.0))) * float(w.get("CDELT2", 1.0)) * deg
+        # l_i = ((i + 1) - CRPIX1) * CDELT1 * (pi / 180), i = 0 .. NAXIS1-1, in this order (+ - *
+        # only, so the bytes are the same on every machine); m likewise along FITS axis 2
+        l_ = (np.arange(nx) + 1 - float(w.get("CRPIX1", 1.0))) * float(w.get("CDELT1", 1.0))
+        l_ = l_ * _ANGLE[str(w.get("CUNIT1", "deg")).strip() or "deg"]
+        m = (np.arange(ny) + 1 - float(w.get("CRPIX2", 1.0))) * float(w.get("CDELT2", 1.0))
+        m = m * _ANGLE[str(w.get("CUNIT2", "deg")).strip() or "deg"]
         proj = str(w.get("CTYPE1", ""))[-3:]
         along = "direction cosine along FITS axis {} ({} intermediate world coordinate, radians)"
         freq_attrs = {"units": "Hz", "standard_name": "radio_frequency"}
@@ -257,6 +297,38 @@ class LwaLayout(Layout):
             "l": ("l", l_, {"units": "1", "long_name": along.format(1, proj) + ", east (RA) +"}),
             "m": ("m", m, {"units": "1", "long_name": along.format(2, proj) + ", north (Dec) +"}),
         }
+
+
+#: radians per unit of the celestial axes (CUNIT): l and m are stored in radians
+_ANGLE = {"deg": np.pi / 180.0, "rad": 1.0}
+
+
+def _angle_unit(w: dict[str, Any], path: Path) -> None:
+    for key in ("CUNIT1", "CUNIT2"):
+        unit = str(w.get(key, "deg")).strip() or "deg"
+        if unit not in _ANGLE:
+            raise InputFileError(
+                f"{path}: {key}={unit!r}; the lwa layout reads celestial axes in 'deg' or "
+                "'rad' — fix the header (CUNIT1/CUNIT2)."
+            )
+
+
+def _same_center(
+    ref: dict[str, float], ref_file: str, other: dict[str, float], other_file: str, key: str
+) -> None:
+    """The files of one time step (one snapshot) share one phase centre."""
+    diffs = [
+        f"{k} {ref.get(k)!r} vs {other.get(k)!r}"
+        for k in PHASE_KEYS
+        if (ref.get(k) is None) != (other.get(k) is None)
+        or (ref.get(k) is not None and not np.isclose(ref[k], other[k], rtol=1e-9, atol=1e-12))
+    ]
+    if diffs:
+        raise GridMismatchError(
+            f"{other_file} does not share the phase centre of {ref_file} (same time step "
+            f"{key}): {'; '.join(diffs)}; the subband images of one snapshot must be phased to "
+            "one centre — re-image the subband or move it out of the input directory."
+        )
 
 
 def _require_axis_aligned(w: dict[str, Any], path: Path) -> None:

@@ -6,7 +6,9 @@ This is the contract between the producer (:mod:`astropipe.zarrcube.writer`) and
 * ``collection`` and ``layout`` (kind, Zarr format, chunks, compressor: what fixes the bytes);
 * ``static``: the axes every time step shares (frequencies, Stokes, unit) and the pixel grid;
 * ``timesteps``: per time step its key, time (MJD), input files with their SHA-256 (None until
-  the step is on disk) and the header corrections applied;
+  the step is on disk), the header corrections applied and, for a zenith-phased (``lwa``)
+  series, ``wcs``: the step's own WCS cards (its phase centre, ``CRVAL1``/``CRVAL2``) that
+  complete the shared pixel grid of ``static["grid"]`` (see :meth:`Manifest.step_wcs`);
 * ``chunk_sha256``: the SHA-256 of every chunk object written, by store-relative key
   (``SKY/c/0/0/0/1/0``), so a flipped or truncated chunk is found before anything decodes it;
 * ``provenance``: input hashes, the parameters that define the content, the package version.
@@ -54,6 +56,7 @@ class TimeStep:
     time_mjd: float
     files: dict[str, str | None]
     corrections: tuple[str, ...] = ()
+    wcs: dict[str, Any] = field(default_factory=dict)  # per-step WCS cards (phase centre)
 
     @property
     def hashed(self) -> bool:
@@ -66,12 +69,15 @@ class TimeStep:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (the order of keys is part of the store's bytes)."""
-        return {
+        doc: dict[str, Any] = {
             "key": self.key,
             "time_mjd": self.time_mjd,
             "files": dict(sorted(self.files.items())),
             "corrections": list(self.corrections),
         }
+        if self.wcs:  # only series whose steps differ in WCS (lwa) carry it
+            doc["wcs"] = dict(sorted(self.wcs.items()))
+        return doc
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,15 @@ class Manifest:
     def time_chunk(self) -> int:
         """Time steps per chunk of the time-dependent arrays."""
         return int(self.layout.get("chunks", {}).get("time", 1))
+
+    def step_wcs(self, index: int) -> dict[str, Any]:
+        """The full WCS cards of time step ``index``: the shared grid plus the step's own.
+
+        Evaluate pixel RA/Dec of that step with
+        ``grid.sky_coordinates(Grid(shape, manifest.step_wcs(i)), xs, ys)``.
+        """
+        grid = dict((self.static.get("grid") or {}).get("wcs") or {})
+        return dict(sorted({**grid, **self.timesteps[index].wcs}.items()))
 
     @property
     def input_files(self) -> int:
@@ -130,6 +145,7 @@ class Manifest:
                     time_mjd=float(s["time_mjd"]),
                     files={str(k): (None if v is None else str(v)) for k, v in s["files"].items()},
                     corrections=tuple(str(c) for c in s.get("corrections", ())),
+                    wcs={str(k): v for k, v in dict(s.get("wcs") or {}).items()},
                 )
                 for s in doc["timesteps"]
             )

@@ -8,6 +8,14 @@ beam. Files are named like OVRO-LWA portal inputs
 (``YYYYMMDD_HHMMSS_<freq>MHz_averaged_sim-I-image.fits``) and keep the template's quirks
 (negative CRVAL1, ``JY/BEAM``, degenerate FREQ/STOKES axes) so the header corrections run.
 
+With ``zenith_phased=True`` every time step is phased to its own zenith, as real OVRO-LWA
+snapshots are: ``CRVAL1`` advances at the sidereal rate (360 deg per sidereal day, +0.0418 deg
+per 10 s) from the template's value, ``CRVAL2`` (the site latitude) stays. The committed sample
+keeps one phase centre (the default).
+
+:func:`noise_series` writes larger series quickly (Gaussian noise, any image size, the real
+header) for benchmarks.
+
 Run ``python -m astropipe.zarrcube.simulate`` to regenerate ``data/sample/ovro_lwa/simulated``.
 """
 
@@ -22,9 +30,23 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time, TimeDelta
 
-__all__ = ["SimulationConfig", "simulate_series", "main", "TEMPLATE"]
+__all__ = [
+    "SIDEREAL_DEG_PER_S",
+    "SimulationConfig",
+    "simulate_series",
+    "noise_series",
+    "main",
+    "TEMPLATE",
+]
 
 TEMPLATE = Path("data/sample/ovro_lwa/20240524_070001_MFS_test_image.fits")
+#: Rate of the local sidereal time, deg of RA per second of UTC (360 deg per 86164.0905 s).
+SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
+
+
+def zenith_ra(crval1: float, seconds: float) -> float:
+    """``CRVAL1`` of a snapshot ``seconds`` after one phased to RA ``crval1`` (same zenith)."""
+    return crval1 + seconds * SIDEREAL_DEG_PER_S
 
 
 @dataclass(frozen=True)
@@ -43,6 +65,7 @@ class SimulationConfig:
     seed: int = 4
     tag: str = "sim"
     dtype: str = "float32"  # or int16 (then BSCALE/BZERO are written)
+    zenith_phased: bool = False  # True: CRVAL1 follows sidereal time, as in real snapshots
 
 
 def _block_mean(img: np.ndarray, factor: int) -> np.ndarray:
@@ -110,6 +133,8 @@ def simulate_series(
             h["CDELT3"] = cfg.channel_width_hz
             h["BMAJ"], h["BMIN"] = bmaj, bmin
             h["DATE-OBS"] = t.isot[:21]
+            if cfg.zenith_phased:
+                h["CRVAL1"] = zenith_ra(float(header["CRVAL1"]), k * cfg.cadence_s)
             h.remove("HISTORY", ignore_missing=True, remove_all=True)
             h["HISTORY"] = "SIMULATED by astropipe.zarrcube.simulate from the real OVRO-LWA image"
             h["HISTORY"] = f"{Path(template).name}: block mean x{factor}, spectral index "
@@ -128,6 +153,46 @@ def simulate_series(
             hdu.writeto(path, overwrite=True, output_verify="silentfix")
             written.append(path)
     return sorted(written)
+
+
+def noise_series(
+    out_dir: str | Path,
+    *,
+    n_times: int,
+    size: int,
+    freqs_mhz: Sequence[float],
+    template: str | Path = TEMPLATE,
+    cadence_s: float = 10.0,
+    zenith_phased: bool = True,
+    seed: int = 0,
+) -> int:
+    """Write ``n_times`` x ``len(freqs_mhz)`` float32 noise images of ``size``^2 px with the
+    template's header (the same 128 deg field of view, zenith-phased by default); return the
+    bytes written. Fast enough for GB-sized benchmark inputs; deterministic for a ``seed``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    header = fits.getheader(template)
+    header.remove("HISTORY", ignore_missing=True, remove_all=True)
+    header["NAXIS1"] = header["NAXIS2"] = size
+    header["CRPIX1"] = header["CRPIX2"] = size / 2 + 1
+    header["CDELT1"], header["CDELT2"] = -128.0 / size, 128.0 / size
+    rng = np.random.default_rng(seed)
+    t0 = Time(header["DATE-OBS"], format="isot", scale="utc")
+    total = 0
+    for k in range(n_times):
+        t = t0 + TimeDelta(k * cadence_s, format="sec")
+        stamp = t.strftime("%Y%m%d_%H%M%S")
+        for f in freqs_mhz:
+            h = header.copy()
+            h["CRVAL3"] = f * 1e6
+            h["DATE-OBS"] = t.isot
+            if zenith_phased:
+                h["CRVAL1"] = zenith_ra(float(header["CRVAL1"]), k * cadence_s)
+            data = rng.standard_normal((1, 1, size, size), dtype=np.float32) * 8.0
+            path = out / f"{stamp}_{f:g}MHz_averaged_bench-I-image.fits"
+            fits.PrimaryHDU(data, header=h).writeto(path, overwrite=True)
+            total += path.stat().st_size
+    return total
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -150,7 +150,7 @@ def create_store(
     for name, (dim, values, attrs) in layout.static_coords(static, grid).items():
         coords[name] = xr.Variable((dim,), values, attrs)
         enc[name] = encoding((len(values),), None)
-    if grid.wcs:
+    if grid.wcs and layout.pixel_radec:
         sky_chunk = (_chunk(sizes[a], chunks.sky), _chunk(sizes[b], chunks.sky))
         for name, long in (("ra", "right ascension"), ("dec", "declination")):
             coords[name] = xr.Variable(
@@ -165,7 +165,7 @@ def create_store(
         ds.to_zarr(
             path, mode="w", compute=False, encoding=enc, zarr_format=zarr_format, consolidated=False
         )
-        if grid.wcs:
+        if grid.wcs and layout.pixel_radec:
             _write_sky(path, grid, layout, chunks.sky)
 
 
@@ -197,7 +197,7 @@ def write_static(
         group = zarr.open_group(path, mode="r+", use_consolidated=False)
         for name in sorted(names & set(coords)):
             group[name][...] = np.asarray(coords[name][1])
-        if names & {"ra", "dec"} and grid.wcs:
+        if names & {"ra", "dec"} and grid.wcs and layout.pixel_radec:
             _write_sky(path, grid, layout, tile)
 
 

@@ -49,7 +49,7 @@ from astropipe.zarrcube.chunks import chunk_refs, describe, hash_chunks
 from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
 from astropipe.zarrcube.existing import Damage, assess, open_existing
 from astropipe.zarrcube.grid import Grid, check_grid
-from astropipe.zarrcube.layouts import Layout, StepInfo, checksums
+from astropipe.zarrcube.layouts import STORE_VERSIONS, Layout, StepInfo, checksums
 from astropipe.zarrcube.lock import StoreLock
 from astropipe.zarrcube.manifest import ATTR, COMPLETE, Manifest, TimeStep
 
@@ -80,6 +80,7 @@ class WriteOptions:
         """The options that define the bytes of the store, as stored in its manifest."""
         return {
             "kind": kind,
+            "version": STORE_VERSIONS.get(kind, 1),
             "zarr_format": self.zarr_format,
             "chunks": {
                 "time": self.chunks.time,
@@ -104,6 +105,7 @@ def _entry(info: StepInfo) -> TimeStep:
         time_mjd=info.time_mjd,
         files=dict(sorted(info.files.items())),
         corrections=tuple(info.corrections),
+        wcs=dict(info.wcs),
     )
 
 
@@ -223,12 +225,36 @@ def _attrs(
         header_corrections=tuple(sorted({c for e in entries for c in e.corrections})),
         provenance=provenance(stage="fits_to_zarr", inputs=inputs, params=config),
     )
-    return {
+    attrs = {
         "Conventions": "CF-1.10",
         "title": f"astropipe fits_to_zarr collection {collection!r}",
         "source": f"astropipe {__version__} fits_to_zarr",
-        "wcs": grid.to_attrs()["wcs"],
+        # the WCS of the first time step; a step's own is manifest.step_wcs(i)
+        "wcs": grid.with_cards(entries[0].wcs).to_attrs()["wcs"],
         ATTR: manifest.to_json(),
+    }
+    if any(e.wcs for e in entries):
+        attrs["direction"] = _direction(grid)
+    return attrs
+
+
+def _direction(grid: Grid) -> dict[str, Any]:
+    """The sky reference of a zenith-phased store, after xradio's image ``direction``."""
+    w = grid.wcs
+    return {
+        "projection": str(w.get("CTYPE1", ""))[-3:],
+        "system": str(w.get("RADESYS", "FK5" if "EQUINOX" in w else "ICRS")),
+        **({"equinox": w["EQUINOX"]} if "EQUINOX" in w else {}),
+        "lonpole": w.get("LONPOLE"),
+        "latpole": w.get("LATPOLE"),
+        "pc": [
+            [w.get("PC1_1", 1.0), w.get("PC1_2", 0.0)],
+            [w.get("PC2_1", 0.0), w.get("PC2_2", 1.0)],
+        ],
+        "reference": "phase_center_ra(time), phase_center_dec(time) in deg (CRVAL1, CRVAL2 per "
+        "time step); l = m = 0 there",
+        "l": "((x + 1) - CRPIX1) * CDELT1 * pi/180 rad, x = 0-based pixel along FITS axis 1",
+        "m": "((y + 1) - CRPIX2) * CDELT2 * pi/180 rad, y = 0-based pixel along FITS axis 2",
     }
 
 
