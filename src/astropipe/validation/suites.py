@@ -262,18 +262,44 @@ def lightcurves_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
 
 
 def features_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
-    """Contract of ``features.parquet`` (one row per object and band, magnitude features)."""
+    """Contract of ``features.parquet`` (one row per object and band; magnitude groups have
+    ``mag_peak``, flux groups ``flux_peak``)."""
     cols = FEATURE_COLUMNS
     rules = _structure(cols) + _completeness("features", cols, table.completeness)
+    magnitudes = Column("mag_peak").is_not_null()
     rules += [
         _unique(["object_id", "band"]),
         _between("n_obs", 1, None),
         _between("time_span", 0.0, None, unit="d"),
-        _between("mean", *ranges.mag, unit="mag"),
-        _between("median", *ranges.mag, unit="mag"),
+        *(
+            Rule(
+                gxe.ExpectColumnValuesToBeBetween,
+                {
+                    "column": c,
+                    "min_value": ranges.mag[0],
+                    "max_value": ranges.mag[1],
+                    "row_condition": magnitudes,
+                },
+                f"{c} in [{_fmt(ranges.mag[0])}, {_fmt(ranges.mag[1])}] mag where mag_peak is set"
+                " (magnitude groups; nulls ignored)",
+            )
+            for c in ("mean", "median")
+        ),
         _between("std", 0.0, None, unit="mag"),
         _between("amplitude", 0.0, None, unit="mag"),
         _between("mad", 0.0, None, unit="mag"),
+        _between("rise_time", 0.0, None, unit="d"),
+        _between("decay_time", 0.0, None, unit="d"),
+        _between("beyond_1_std", 0.0, 1.0),
+        _between("beyond_2_std", 0.0, 1.0),
+        _between("stetson_k", 0.0, 1.0),
+        _between("eta", 0.0, None),
+        _between("linear_fit_slope_sigma", 0.0, None),
+        _between("linear_fit_reduced_chi2", 0.0, None),
+        _between("ls_period", 0.0, None, unit="d"),
+        _between("ls_power", 0.0, 1.0),
+        _between("ls_fap", 0.0, 1.0),
+        _between("cdpp", 0.0, None, unit="ppm"),
         _in_set("band", ranges.bands),
     ]
     return Contract("features", cols, tuple(rules))
