@@ -112,7 +112,9 @@ def test_features_from_cleaned_points_and_metrics(ran) -> None:
     assert ztf["n_obs"] == 38  # 40 - negative diff - spike
     metrics = json.loads((tmp / "metrics.json").read_text())
     assert metrics["groups_with_features"] == 4
+    assert 10 < metrics["clean"]["median_flux_scatter_ppm"] < 5000
     assert set(metrics["clean"]) == {
+        "median_flux_scatter_ppm",
         "points",
         "kept",
         "removed",

@@ -404,6 +404,21 @@ def clean_lightcurves(
     return table, summarise(table, warn_fraction=cfg.warn_fraction)
 
 
+def _median_flux_scatter_ppm(table: pd.DataFrame) -> float | None:
+    """Median over flux curves of the robust scatter (1.4826·MAD) of the cleaned values, ppm.
+
+    A one-number view of how flat the cleaning leaves the flux curves (what a detrending
+    window sweep changes); None without flux curves. Rounded to 0.001 ppm to stay readable.
+    """
+    kept = table[(table["kind"] == "flux") & ((table["clean_mask"] & M.REMOVED) == 0)]
+    if kept.empty:
+        return None
+    med = kept.groupby(list(CURVE_KEY), sort=True)["value"].transform("median")
+    dev = (kept["value"] - med).abs()
+    mad = dev.groupby([kept[k] for k in CURVE_KEY], sort=True).median().to_numpy(np.float64)
+    return round(float(np.median(1.482602218505602 * mad)) * 1e6, 3)
+
+
 def summarise(table: pd.DataFrame, *, warn_fraction: float) -> dict[str, Any]:
     """Points removed per step (overall and per survey); warn past ``warn_fraction``."""
     cm = table["clean_mask"].to_numpy(np.uint16)
@@ -438,6 +453,7 @@ def summarise(table: pd.DataFrame, *, warn_fraction: float) -> dict[str, Any]:
             )
     segments = table.loc[table["segment"] >= 0, ["object_id", "band", "source", "segment"]]
     return {
+        "median_flux_scatter_ppm": _median_flux_scatter_ppm(table),
         "points": n,
         "kept": kept,
         "removed": {k: v for k, v in removed.items() if M.STEP_BITS[k] & M.REMOVED},
