@@ -25,7 +25,7 @@ import numpy as np
 
 from astropipe.errors import ConfigError
 
-__all__ = ["savgol_hat_rows", "savgol_smooth"]
+__all__ = ["savgol_hat_rows", "savgol_segments", "savgol_smooth"]
 
 
 def _inverse(matrix: list[list[Fraction]]) -> list[list[Fraction]]:
@@ -90,6 +90,30 @@ def savgol_hat_rows(window_length: int, polyorder: int) -> np.ndarray:
     return out
 
 
+def _interior(x: np.ndarray, c: np.ndarray, m: int) -> np.ndarray:
+    """``Σ_j c[j]·x[i−m+j]`` for ``i`` in ``[m, n−m)``, symmetric pairs summed j = 0, 1, …, m.
+
+    In-place buffers only save allocations; the operations and their order are fixed, so the
+    result is bit-identical wherever it is computed (a segment alone or a longer array).
+    """
+    n = len(x)
+    core = c[m] * x[m : n - m]
+    tmp = np.empty_like(core)
+    for j in range(1, m + 1):
+        np.add(x[m + j : n - m + j], x[m - j : n - m - j], out=tmp)
+        np.multiply(tmp, c[m + j], out=tmp)
+        np.add(core, tmp, out=core)
+    return core
+
+
+def _edges(x: np.ndarray, h: np.ndarray, w: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last ``m`` smoothed values (the polynomial fits of ``mode='interp'``)."""
+    # Exact products, then numpy's pairwise sum along each row: a fixed order, no BLAS.
+    left = np.add.reduce(h[:m] * x[:w], axis=1)
+    right = np.add.reduce(h[:m] * x[len(x) - w :][::-1], axis=1)[::-1]
+    return left, right
+
+
 def savgol_smooth(x: np.ndarray, *, window_length: int, polyorder: int) -> np.ndarray:
     """``scipy.signal.savgol_filter(x, window_length, polyorder)`` (``mode='interp'``).
 
@@ -109,27 +133,40 @@ def savgol_smooth(x: np.ndarray, *, window_length: int, polyorder: int) -> np.nd
         The smoothed samples (float64, same length).
     """
     x = np.asarray(x, dtype=np.float64)
+    return savgol_segments(
+        x, np.array([0]), np.array([len(x)]), window_length=window_length, polyorder=polyorder
+    )
+
+
+def savgol_segments(
+    x: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    *,
+    window_length: int,
+    polyorder: int,
+) -> np.ndarray:
+    """:func:`savgol_smooth` of each ``x[low[k]:high[k]]`` (each at least ``window_length``
+    long), in one pass over ``x``: the interior filter runs once over the whole array and
+    each piece then takes its interior from it and gets its own edges. Values outside the
+    pieces are NaN.
+    """
+    x = np.asarray(x, dtype=np.float64)
     n = len(x)
     w = window_length
-    if n < w:
-        raise ValueError(f"savgol_smooth: {n} samples is fewer than window_length={w}")
     h = savgol_hat_rows(w, polyorder)
     m = w // 2
-    c = h[m]
-    out = np.empty(n, dtype=np.float64)
-    # Interior: symmetric filter c[m+j] == c[m-j]; sum over j = 0, 1, …, m in this order.
-    core = c[m] * x[m : n - m]
-    for j in range(1, m + 1):
-        core = core + c[m + j] * (x[m + j : n - m + j] + x[m - j : n - m - j])
-    out[m : n - m] = core
-    # Edges: the fitted polynomial of the first/last window, rows 0..m-1 of the hat matrix.
-    if m:
-        left = np.zeros(m)
-        right = np.zeros(m)
-        tail = x[n - w :][::-1]  # right edge is the left edge of the reversed window
-        for j in range(w):
-            left = left + h[:m, j] * x[j]
-            right = right + h[:m, j] * tail[j]
-        out[:m] = left
-        out[n - m :] = right[::-1]
+    out = np.full(n, np.nan)
+    if len(low) == 0:
+        return out
+    if int(np.min(np.asarray(high) - np.asarray(low))) < w:
+        raise ValueError(f"savgol: a piece is shorter than window_length={w}")
+    core = _interior(x, h[m], m) if n >= w else np.zeros(0)
+    for lo, hi in zip(low, high, strict=True):
+        lo, hi = int(lo), int(hi)
+        out[lo + m : hi - m] = core[lo : hi - 2 * m]
+        if m:
+            left, right = _edges(x[lo:hi], h, w, m)
+            out[lo : lo + m] = left
+            out[hi - m : hi] = right
     return out
