@@ -1,5 +1,6 @@
 """DVC stage calibrate_images: raw CCD frames -> masters + calibrated science (see dvc.yaml)."""
 
+import _env  # noqa: F401  (first: a python without the project gets a hint)
 from astropipe.calibration.stage import run
 from astropipe.config import load_params
 from astropipe.stage_main import stage_main

@@ -2,6 +2,7 @@
 
 import sys
 
+import _env  # noqa: F401  (first: a python without the project gets a hint)
 from astropipe.config import load_params
 from astropipe.stage_main import stage_main
 from astropipe.zarrcube.stage import run

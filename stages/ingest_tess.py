@@ -1,5 +1,6 @@
 """DVC stage ingest_tess: TESS/Kepler/K2 light-curve FITS -> data/raw/tess/ (see dvc.yaml)."""
 
+import _env  # noqa: F401  (first: a python without the project gets a hint)
 from astropipe.config import load_params
 from astropipe.stage_main import stage_main
 from astropipe.tess.stage import run

@@ -1,5 +1,6 @@
 """DVC stage ingest_ztf: ZTF alert packets + DR light curves -> data/raw/ztf/ (see dvc.yaml)."""
 
+import _env  # noqa: F401  (first: a python without the project gets a hint)
 from astropipe.config import load_params
 from astropipe.stage_main import stage_main
 from astropipe.ztf.stage import run
