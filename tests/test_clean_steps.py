@@ -365,3 +365,23 @@ def test_config_errors_are_one_line() -> None:
         from_mapping(CleanConfig, {"detrend": {"window_length": 100}}, where="features.clean")
     with pytest.raises(ConfigError, match=r"features.clean.outliers.clip"):
         from_mapping(CleanConfig, {"outliers": {"clip": "top"}}, where="features.clean")
+
+
+def test_relations_between_keys_refused_at_compose_time() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"features.clean.outliers: .* expected ensemble_k <= the number of "
+        r"ensemble_methods \(3\), not 4",
+    ):
+        from_mapping(
+            CleanConfig,
+            {"outliers": {"ensemble_methods": ["sigma", "mad", "iqr"], "ensemble_k": 4}},
+            where="features.clean",
+        )
+    with pytest.raises(
+        ConfigError,
+        match=r"features.clean.detrend: .* expected polyorder < window_length \(5\), not 5",
+    ):
+        from_mapping(
+            CleanConfig, {"detrend": {"window_length": 5, "polyorder": 5}}, where="features.clean"
+        )

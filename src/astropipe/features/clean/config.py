@@ -80,6 +80,14 @@ class OutlierConfig:
     )
     ensemble_k: PositiveInt = 2
 
+    def __post_init__(self) -> None:
+        if self.ensemble_k > len(self.ensemble_methods):
+            # pydantic reports a ValueError as "<section>: {...} is not valid; expected <this>".
+            raise ValueError(
+                f"ensemble_k <= the number of ensemble_methods ({len(self.ensemble_methods)}), "
+                "not " + str(self.ensemble_k) + "; lower k or add methods"
+            )
+
 
 @dataclass(frozen=True)
 class GapConfig:
@@ -137,6 +145,13 @@ class DetrendConfig:
     biweight_cval: PositiveFloat = 5.0
     biweight_iterations: PositiveInt = 5
     transits: TransitConfig = field(default_factory=TransitConfig)
+
+    def __post_init__(self) -> None:
+        if self.polyorder >= self.window_length:
+            raise ValueError(
+                f"polyorder < window_length ({self.window_length}), not {self.polyorder}; "
+                "lower polyorder or widen the window"
+            )
 
 
 @dataclass(frozen=True)
