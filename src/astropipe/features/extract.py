@@ -70,7 +70,9 @@ def _check_points(points: pd.DataFrame) -> None:
             f"features: the points table lacks column(s) {missing}; expected {list(POINT_COLUMNS)}"
             " (see astropipe.features.extract)."
         )
-    bad = sorted(set(points["kind"].unique()) - set(KINDS))
+    kind = points["kind"]
+    n_known = int((kind == "mag").sum()) + int((kind == "flux").sum())
+    bad = sorted(set(kind.unique()) - set(KINDS)) if n_known != len(kind) else []
     if bad:
         raise FeaturesInputError(
             f"features: kind {bad} is not valid; expected one of {list(KINDS)}."
@@ -107,15 +109,9 @@ def compute_features(
     keep = np.isfinite(points["value"].to_numpy(np.float64))
     if not keep.all():
         points = points[keep]
-    # Group keys as integers: factorize(sort=True) numbers object ids and bands in their sorted
-    # order, so sorting by the code sorts by (object_id, band) as strings would.
-    obj_code, obj_names = pd.factorize(points["object_id"], sort=True)
-    band_code, band_names = pd.factorize(points["band"], sort=True)
-    key = obj_code.astype(np.int64) * max(len(band_names), 1) + band_code
+    key, obj_of_key, band_of_key = _group_keys(points)
     t = points["mjd"].to_numpy(np.float64)
-    kind_code, kind_names = pd.factorize(points["kind"])
-    flux_code = list(kind_names).index("flux") if "flux" in list(kind_names) else -1
-    is_flux = kind_code == flux_code
+    is_flux = (points["kind"] == "flux").to_numpy(dtype=bool)
     if len(key) and not _is_sorted(key, t):
         order = np.lexsort((t, key))  # stable: equal times keep their input order
         key, t, is_flux = key[order], t[order], is_flux[order]
@@ -133,9 +129,8 @@ def compute_features(
     if mixed.any():
         g = int(key[starts[np.flatnonzero(mixed)[0]]])
         raise FeaturesInputError(
-            f"features: {obj_names[g // max(len(band_names), 1)]} band "
-            f"{band_names[g % max(len(band_names), 1)]} mixes kinds 'mag' and 'flux'; give each "
-            "(object_id, band) one kind (convert or split the band)."
+            f"features: {obj_of_key[g]} band {band_of_key[g]} mixes kinds 'mag' and 'flux'; "
+            "give each (object_id, band) one kind (convert or split the band)."
         )
     value, err = column("value"), column("err")
     big = counts >= min_points
@@ -156,13 +151,41 @@ def compute_features(
         if cfg.cdpp.enabled
         else np.full(len(starts), np.nan)
     )
-    nb = max(len(band_names), 1)
     out = {
-        "object_id": np.asarray(obj_names, dtype=object)[group_key // nb],
-        "band": np.asarray(band_names, dtype=object)[group_key % nb],
+        "object_id": obj_of_key[group_key],
+        "band": band_of_key[group_key],
         **feats,
     }
     return pd.DataFrame(out)
+
+
+def _group_keys(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An integer key per row, increasing with ``(object_id, band)``, and the names per key.
+
+    Returns ``key`` and two object arrays indexed by key: its object id and its band. Rows
+    already sorted by ``(object_id, band)`` (the cleaned table is) are numbered by counting
+    boundaries, two vectorised string comparisons; anything else goes through
+    ``factorize(sort=True)``, whose codes follow the sorted order of the strings.
+    """
+    obj, band = points["object_id"], points["band"]
+    if len(points) > 1 and not (obj.hasnans or band.hasnans):
+        o, b = obj.array, band.array
+        o_new = np.asarray(o[1:] != o[:-1], dtype=bool)
+        b_new = np.asarray(b[1:] != b[:-1], dtype=bool)
+        o_down = np.asarray(o[1:] < o[:-1], dtype=bool)
+        b_down = np.asarray(b[1:] < b[:-1], dtype=bool)
+        if not (o_down.any() or (b_down & ~o_new).any()):
+            new = np.concatenate([[False], o_new | b_new])
+            key = np.cumsum(new, dtype=np.int64)
+            starts = np.flatnonzero(np.concatenate([[True], o_new | b_new]))
+            return key, np.asarray(o[starts], dtype=object), np.asarray(b[starts], dtype=object)
+    obj_code, obj_names = pd.factorize(obj, sort=True)
+    band_code, band_names = pd.factorize(band, sort=True)
+    nb = max(len(band_names), 1)
+    key = obj_code.astype(np.int64) * nb + band_code
+    obj_names = np.asarray(obj_names, dtype=object)
+    band_names = np.asarray(band_names, dtype=object)
+    return key, np.repeat(obj_names, nb), np.tile(band_names, len(obj_names))
 
 
 def _is_sorted(key: np.ndarray, t: np.ndarray) -> bool:

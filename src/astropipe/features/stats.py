@@ -262,18 +262,22 @@ def group_statistics(
     good_err = np.isfinite(err) & (err > 0)
     bad_group = _segment_sum((~good_err).astype(np.float64), starts) > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        w = 1.0 / (err * err)
+        # One division per point: the rest are products (cheaper, and as exact).
+        inv_err = 1.0 / err
+        w = inv_err * inv_err
         wsum = _segment_sum(w, starts)
         mw = _segment_sum(w * m, starts) / wsum
-        r = (m - per_row(mw)) / err
+        dm = m - per_row(mw)
+        r = dm * inv_err
         chi2_mean = _segment_sum(r * r, starts)
         stetson = _segment_sum(np.abs(r), starts) / np.sqrt(n * chi2_mean)
         tw = _segment_sum(w * t, starts) / wsum
         dt = t - per_row(tw)
-        stt = _segment_sum(w * dt * dt, starts)
-        lf_slope = _segment_sum(w * dt * (m - per_row(mw)), starts) / stt
-        resid = m - per_row(mw) - per_row(lf_slope) * dt
-        lf_chi2 = _segment_sum(w * resid * resid, starts) / (n - 2)
+        wdt = w * dt
+        stt = _segment_sum(wdt * dt, starts)
+        lf_slope = _segment_sum(wdt * dm, starts) / stt
+        resid = dm - per_row(lf_slope) * dt
+        lf_chi2 = _segment_sum(w * (resid * resid), starts) / (n - 2)
         lf_sigma = np.sqrt(1.0 / stt)
     for arr in (stetson, lf_slope, lf_chi2, lf_sigma):
         arr[bad_group] = np.nan
@@ -281,15 +285,16 @@ def group_statistics(
         arr[n < 3] = np.nan
 
     # Brightest point = smallest magnitude or largest flux; ties go to the earliest epoch.
-    # Brightness b = -mag or +flux (negation is exact), so the rates below are positive while
-    # brightening (rise) and fading (decay) whatever the kind.
-    sign = np.where(is_flux, 1.0, -1.0)
-    b = m * per_row(sign)
-    bmax = np.maximum.reduceat(b, starts) if len(b) else np.zeros(0)
-    rows = np.arange(len(b))
+    # Work with the faintness f = +mag or -flux (the magnitudes themselves, bit for bit, for a
+    # magnitude group): the peak is the smallest f, rise_rate = -(slope of f) up to the peak
+    # (positive while brightening), decay_rate = slope of f from the peak on (positive while
+    # fading), whatever the kind.
+    faint = np.where(per_row(is_flux), -m, m)
+    fmin = np.minimum.reduceat(faint, starts) if len(faint) else np.zeros(0)
+    rows = np.arange(len(faint))
     peak_idx = (
-        np.minimum.reduceat(np.where(b == per_row(bmax), rows, len(b)), starts)
-        if len(b)
+        np.minimum.reduceat(np.where(faint == per_row(fmin), rows, len(faint)), starts)
+        if len(faint)
         else starts
     )
     t_peak = t[peak_idx]
@@ -312,8 +317,8 @@ def group_statistics(
         "slope": _ols_slope(t, m, None, starts, ni),
         "mjd_peak": t_peak,
         "mag_peak": np.where(is_flux, np.nan, peak_value),
-        "rise_rate": _ols_slope(t, b, before, starts, ni),
-        "decay_rate": -_ols_slope(t, b, after, starts, ni),
+        "rise_rate": -_ols_slope(t, faint, before, starts, ni),
+        "decay_rate": _ols_slope(t, faint, after, starts, ni),
         "flux_peak": np.where(is_flux, peak_value, np.nan),
         "rise_time": t_peak - t[starts],
         "decay_time": t[ends] - t_peak,
