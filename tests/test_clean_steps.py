@@ -385,3 +385,33 @@ def test_relations_between_keys_refused_at_compose_time() -> None:
         from_mapping(
             CleanConfig, {"detrend": {"window_length": 5, "polyorder": 5}}, where="features.clean"
         )
+
+
+def test_catalog_ephemerides_from_objects_koi_toi(tmp_path) -> None:
+    from astropipe.errors import InputFileError
+    from astropipe.features.clean import catalog_ephemerides
+
+    with pytest.raises(InputFileError, match="run ingest_catalogs first"):
+        catalog_ephemerides(tmp_path)
+    pd.DataFrame(
+        {
+            "catalog": ["koi", "toi", "koi"],
+            "catalog_id": ["K00001.01", "100.01", "K09999.01"],
+            "object_id": ["KIC 1", "TIC 2", "KIC 3"],
+        }
+    ).to_parquet(tmp_path / "objects.parquet")
+    pd.DataFrame(
+        {
+            "kepoi_name": ["K00001.01", "K09999.01"],
+            "koi_period": [2.5, np.nan],  # no period: left out
+            "koi_time0bk": [170.0, 171.0],
+            "koi_duration": [3.0, 2.0],
+        }
+    ).to_parquet(tmp_path / "koi.parquet")
+    pd.DataFrame(
+        {"toi": ["100.01"], "pl_orbper": [1.25], "pl_tranmid": [2458325.5], "pl_trandurh": [2.0]}
+    ).to_parquet(tmp_path / "toi.parquet")
+    eph = catalog_ephemerides(tmp_path)
+    assert list(eph["object_id"]) == ["KIC 1", "TIC 2"]
+    assert eph["epoch"].tolist() == [170.0 + 54832.5, 58325.0]  # BKJD and BJD to MJD
+    assert eph["period"].tolist() == [2.5, 1.25]
