@@ -36,6 +36,7 @@ __all__ = [
     "ASTROPIPE_FLAGS_MASK",
     "FLAG_NEGATIVE_DIFF",
     "FLAG_QUALITY_MASKED",
+    "FLAG_DC_MAGNITUDE",
     "to_lightcurve_table",
     "deduplicate",
 ]
@@ -85,6 +86,11 @@ FLAG_NEGATIVE_DIFF = 1 << SURVEY_FLAG_BITS
 #: ``flags`` bit of a TESS/Kepler/K2 cadence whose QUALITY has a bit of the configured quality
 #: preset set (``tess.quality``); the row is kept, downstream cleaning drops it.
 FLAG_QUALITY_MASKED = 1 << (SURVEY_FLAG_BITS + 1)
+#: ``flags`` bit of a ZTF alert detection whose ``mag``/``mag_err`` are the DC (apparent)
+#: magnitude, reference flux plus difference flux (``ztf.alerts.dc_magnitudes``; see
+#: :mod:`astropipe.ztf.dcmag`). Such a row never has :data:`FLAG_NEGATIVE_DIFF`: its magnitude
+#: is a brightness even when the difference was negative.
+FLAG_DC_MAGNITUDE = 1 << (SURVEY_FLAG_BITS + 2)
 
 #: ZTF filter id → IRSA band name.
 ZTF_BANDS = {1: "zg", 2: "zr", 3: "zi"}
@@ -94,13 +100,16 @@ def deduplicate(df: pd.DataFrame) -> pd.DataFrame:
     """Keep one row per ``(object_id, mjd, band)``: a detection beats an upper limit.
 
     The same epoch reaches us several times (a candidate repeated in later packets'
-    ``prv_candidates``); detections carry more information than limits, and among equals the
-    first in sort order wins, so the result does not depend on input order.
+    ``prv_candidates``; two candids of one exposure, e.g. a source split in two on the
+    difference image); detections carry more information than limits, and among detections of
+    one source the better measurement — the smaller ``mag_err`` (then ``flux_err``) — wins, not
+    the brighter one. Remaining ties go to the smaller ``mag`` and then to the first in sort
+    order, so the result does not depend on input order.
     """
     if df.empty:
         return df
     ordered = df.sort_values(
-        ["object_id", "band", "mjd", "is_upper_limit", "source", "mag"],
+        ["object_id", "band", "mjd", "is_upper_limit", "source", "mag_err", "flux_err", "mag"],
         kind="mergesort",
         na_position="last",
     )

@@ -138,6 +138,10 @@ class AlertCollector:
                 "flags",
                 "ra",
                 "dec",
+                # for DC magnitudes (astropipe.ztf.dcmag); not light-curve table columns
+                "magnr",
+                "sigmagnr",
+                "distnr",
             )
         }
     )
@@ -226,6 +230,8 @@ class AlertCollector:
         lc["flags"].append(FLAG_NEGATIVE_DIFF if _negative(c.get("isdiffpos")) else 0)
         lc["ra"].append(c.get("ra"))
         lc["dec"].append(c.get("dec"))
+        for key in ("magnr", "sigmagnr", "distnr"):
+            lc[key].append(None if upper_limit else c.get(key))
 
     # ------------------------------------------------------------------ tables
     def winners(self) -> list[int]:

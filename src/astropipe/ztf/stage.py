@@ -38,6 +38,7 @@ from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
 from astropipe.provenance import provenance
 from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.config import ZtfConfig
+from astropipe.ztf.dcmag import apply_dc_magnitudes
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
 from astropipe.ztf.packets import ReadStats, iter_packets
 
@@ -108,10 +109,13 @@ def ingest_alerts(
     return result
 
 
-def _alert_lightcurves(collector: AlertCollector) -> pd.DataFrame:
+def _alert_lightcurves(collector: AlertCollector, cfg: ZtfConfig | None = None) -> pd.DataFrame:
+    """Light-curve rows of the alerts (DC magnitudes where ``cfg.alerts.dc_magnitudes``)."""
     df = pd.DataFrame(collector.lightcurve_columns())
     df["survey"] = "ZTF"
     df["source"] = "alert"
+    if cfg is not None and cfg.alerts.dc_magnitudes and len(df):
+        df = apply_dc_magnitudes(df, max_distnr=cfg.alerts.dc_max_distnr)
     return df
 
 
@@ -282,7 +286,7 @@ def _write_outputs(
         dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
         if limit is not None and cfg.source == "irsa":
             dr_frame = dr_frame.head(limit)
-        frames = [f for f in (_alert_lightcurves(ingest.collector), dr_frame) if len(f)]
+        frames = [f for f in (_alert_lightcurves(ingest.collector, cfg), dr_frame) if len(f)]
         lightcurves = to_lightcurve_table(pd.concat(frames, ignore_index=True))
         alerts = ingest.collector.alerts_table()
         inputs = {**ingest.inputs, **dr_inputs}
