@@ -113,6 +113,7 @@ def test_features_from_cleaned_points_and_metrics(ran) -> None:
     metrics = json.loads((tmp / "metrics.json").read_text())
     assert metrics["groups_with_features"] == 4
     assert 10 < metrics["clean"]["median_flux_scatter_ppm"] < 5000
+    assert 10 < metrics["median_cdpp_ppm"] < 5000  # the features' CDPP of the two flux curves
     assert set(metrics["clean"]) == {
         "median_flux_scatter_ppm",
         "points",

@@ -147,7 +147,10 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         "clean": {k: v for k, v in clean_summary.items() if k != "by_survey"},
     }
     if "cdpp" in feats.columns and feats["cdpp"].notna().any():
-        summary["median_cdpp_ppm"] = float(np.nanmedian(feats["cdpp"].to_numpy(np.float64)))
+        # Rounded for a readable `dvc exp show` column (0.001 ppm is far below any change
+        # that matters).
+        median_cdpp = float(np.nanmedian(feats["cdpp"].to_numpy(np.float64)))
+        summary["median_cdpp_ppm"] = round(median_cdpp, 3)
     if dry_run:
         return {"dry_run": True, **summary}
     prov = provenance(stage="build_lightcurve_features", inputs=hashes, params=params["features"])
