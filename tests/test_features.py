@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from astropipe.features import compute_features as _compute_features
+from astropipe.features.extract import FeaturesInputError as FeaturesInputErrorAlias
 
 
 def compute_features(df: pd.DataFrame, **kw: int) -> pd.DataFrame:
@@ -151,3 +152,16 @@ def test_sorted_and_shuffled_input_give_the_same_bytes() -> None:
     b = _compute_features(df)
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert list(a["object_id"]) == sorted(a["object_id"])
+
+
+def test_empty_input_and_non_finite_rows() -> None:
+    cols = {"object_id": "a", "band": "g", "survey": "z", "err": 0.1, "kind": "mag"}
+    empty = pd.DataFrame({**{k: pd.Series([], dtype=object) for k in cols}, "mjd": [], "value": []})
+    out = _compute_features(empty)
+    assert len(out) == 0 and "ls_period" in out.columns and "cdpp" in out.columns
+    # a NaN time and an infinite value are ignored: three usable points remain
+    pts = pd.DataFrame({**cols, "mjd": [1.0, 2.0, np.nan, 3.0, 4.0], "value": [5, 6, 5, np.inf, 7]})
+    f = _compute_features(pts).iloc[0]
+    assert f["n_obs"] == 3 and f["mean"] == 6.0 and f["mjd_last"] == 4.0
+    with pytest.raises(FeaturesInputErrorAlias, match=r"kind \['nan'\] is not valid"):
+        _compute_features(pts.assign(kind=[None, "mag", "mag", "mag", "mag"]))

@@ -88,7 +88,7 @@ def group_cdpp(
     t: np.ndarray, y: np.ndarray, is_flux: np.ndarray, starts: np.ndarray, *, cfg: CdppConfig
 ) -> np.ndarray:
     """:func:`cdpp_ppm` of every flux group (contiguous from ``starts``); NaN for magnitudes."""
-    ends = np.append(starts[1:], len(t))
+    ends = np.append(starts[1:], len(t)) if len(starts) else starts
     out = np.full(len(starts), np.nan)
     for g in np.flatnonzero(is_flux):
         a, b = starts[g], ends[g]

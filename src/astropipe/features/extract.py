@@ -8,15 +8,15 @@ column     dtype     meaning
 ========== ========= ==========================================================================
 object_id  str       the object
 band       str       the passband (ZTF ``zg``/``zr``/``zi``, ``TESS``, ``Kepler``...)
-survey     str       ``ztf``, ``tess``, ``kepler``... (carried to the output)
+survey     str       ``ztf``, ``tess``, ``kepler``... (accepted; no feature depends on it)
 mjd        float64   time of the point (d)
 value      float64   magnitude (``kind == 'mag'``) or flux (``kind == 'flux'``)
 err        float64   1-sigma error of ``value`` (NaN when unknown)
 kind       str       ``'mag'`` or ``'flux'``: fixes which way is brighter
 ========== ========= ==========================================================================
 
-Rows may come in any order; NaN values are ignored. Every ``(object_id, band)`` must have one
-``kind`` (a band mixing magnitudes and fluxes is refused).
+Rows may come in any order; rows with a non-finite value or time are ignored. Every
+``(object_id, band)`` must have one ``kind`` (a band mixing magnitudes and fluxes is refused).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _check_points(points: pd.DataFrame) -> None:
         )
     kind = points["kind"]
     n_known = int((kind == "mag").sum()) + int((kind == "flux").sum())
-    bad = sorted(set(kind.unique()) - set(KINDS)) if n_known != len(kind) else []
+    bad = sorted({str(k) for k in kind.unique()} - set(KINDS)) if n_known != len(kind) else []
     if bad:
         raise FeaturesInputError(
             f"features: kind {bad} is not valid; expected one of {list(KINDS)}."
@@ -106,7 +106,9 @@ def compute_features(
     """
     cfg = cfg or ExtractConfig()
     _check_points(points)
-    keep = np.isfinite(points["value"].to_numpy(np.float64))
+    keep = np.isfinite(points["value"].to_numpy(np.float64)) & np.isfinite(
+        points["mjd"].to_numpy(np.float64)
+    )
     if not keep.all():
         points = points[keep]
     key, obj_of_key, band_of_key = _group_keys(points)

@@ -84,7 +84,7 @@ def lomb_scargle(
     dict
         :data:`PERIODOGRAM_COLUMNS` → per-group values rounded by :func:`round_significand`.
     """
-    ends = np.append(starts[1:], len(t))
+    ends = np.append(starts[1:], len(t)) if len(starts) else starts
     out = {c: np.full(len(starts), np.nan) for c in PERIODOGRAM_COLUMNS}
     fmin, fmax = 1.0 / cfg.max_period, 1.0 / cfg.min_period
     for g, (a, b) in enumerate(zip(starts, ends, strict=True)):
