@@ -79,5 +79,11 @@ def test_magnitudes_get_nan_and_even_window_is_refused() -> None:
         }
     )
     assert np.isnan(compute_features(pts).iloc[0]["cdpp"])
-    with pytest.raises(ConfigError, match="savgol_window: 100 is even"):
-        cdpp_ppm(np.arange(200.0), np.ones(200), cfg=CdppConfig(savgol_window=100))
+    from astropipe.features.stage import FeaturesConfig
+
+    params = {"features": {"extract": {"cdpp": {"savgol_window": 100}}}}
+    with pytest.raises(ConfigError, match=r"features\.extract\.cdpp.*odd savgol_window.*100"):
+        FeaturesConfig.from_params(params)
+    params = {"features": {"extract": {"periodogram": {"min_period": 200.0}}}}
+    with pytest.raises(ConfigError, match=r"periodogram.*min_period < max_period"):
+        FeaturesConfig.from_params(params)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from astropipe.configtypes import NonNegativeInt, PositiveFloat, PositiveInt
-from astropipe.errors import ConfigError
 
 __all__ = ["CdppConfig", "cdpp_ppm", "group_cdpp"]
 
@@ -39,6 +38,13 @@ class CdppConfig:
     savgol_window: PositiveInt = 101
     savgol_polyorder: NonNegativeInt = 2
     sigma: PositiveFloat = 5.0
+
+    def __post_init__(self) -> None:
+        if self.savgol_window % 2 == 0 or self.savgol_polyorder >= self.savgol_window:
+            raise ValueError(
+                f"an odd savgol_window above savgol_polyorder ({self.savgol_polyorder}), not "
+                f"{self.savgol_window}; e.g. 101"
+            )
 
 
 def _sigma_clip_keep(x: np.ndarray, sigma: float, maxiters: int = 5) -> np.ndarray:
@@ -59,20 +65,9 @@ def _sigma_clip_keep(x: np.ndarray, sigma: float, maxiters: int = 5) -> np.ndarr
 
 
 def cdpp_ppm(time: np.ndarray, flux: np.ndarray, *, cfg: CdppConfig) -> float:
-    """CDPP (ppm) of one light curve, equal to lightkurve's ``estimate_cdpp``.
-
-    Raises
-    ------
-    ConfigError
-        ``savgol_window`` is even (a Savitzky–Golay window has a centre).
-    """
+    """CDPP (ppm) of one light curve, equal to lightkurve's ``estimate_cdpp``."""
     from astropipe.features.clean.detrend import flatten
 
-    if cfg.savgol_window % 2 == 0:
-        raise ConfigError(
-            f"features.extract.cdpp.savgol_window: {cfg.savgol_window} is even; "
-            "expected an odd number of cadences (e.g. 101)."
-        )
     flat = flatten(time, flux, window_length=cfg.savgol_window, polyorder=cfg.savgol_polyorder).flat
     flat = flat[_sigma_clip_keep(flat, cfg.sigma)]
     if not len(flat):

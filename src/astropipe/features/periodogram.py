@@ -45,6 +45,13 @@ class PeriodogramConfig:
     fap_method: Literal["baluev", "davies", "naive"] = "baluev"
     min_points: PositiveInt = 10
 
+    def __post_init__(self) -> None:
+        if not self.min_period < self.max_period:
+            raise ValueError(
+                f"min_period < max_period ({self.max_period}), not {self.min_period}; "
+                "the grid runs from 1/max_period to 1/min_period"
+            )
+
 
 def round_significand(x: np.ndarray, *, bits: int = SIGNIFICAND_BITS) -> np.ndarray:
     """Round each finite value to ``bits`` significand bits; NaN and infinities pass through.
