@@ -82,3 +82,43 @@ def test_help_lists_every_stage(capsys) -> None:
     out = capsys.readouterr().out
     for cmd in ("ingest-ztf", "build-features", "calibrate-images", "fits-to-zarr", "validate"):
         assert cmd in out
+
+
+# --- --progress / --no-progress ------------------------------------------------------------
+
+
+def _recorder(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    calls: list[dict] = []
+
+    def run(params, *, dry_run=False, collection="", progress=False):  # the stage's signature
+        calls.append({"dry_run": dry_run, "collection": collection, "progress": progress})
+        return {"ok": True}
+
+    monkeypatch.setattr("astropipe.cli._runner", lambda command: run)
+    return calls
+
+
+@pytest.mark.parametrize(("flag", "expected"), [("--progress", True), ("--no-progress", False)])
+def test_progress_flag_is_passed_to_the_stage(
+    in_root: Path, monkeypatch: pytest.MonkeyPatch, capsys, flag: str, expected: bool
+) -> None:
+    calls = _recorder(monkeypatch)
+    assert main(["fits-to-zarr", "--collection", "lwa", flag]) == 0
+    assert calls == [{"dry_run": False, "collection": "lwa", "progress": expected}]
+    assert json.loads(capsys.readouterr().out) == {"ok": True}
+
+
+def test_progress_auto_is_off_when_stderr_is_not_a_terminal(
+    in_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _recorder(monkeypatch)  # pytest captures stderr: not a TTY
+    assert main(["fits-to-zarr", "--collection", "lwa", "--dry-run"]) == 0
+    assert calls[0]["progress"] is False
+
+
+def test_progress_bars_stay_out_of_stdout(in_root: Path, capsys) -> None:
+    assert main(["fits-to-zarr", "--collection", "lwa", "--dry-run", "--progress"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # stdout is the JSON summary alone
+    assert summary["time_steps"] == 4 and summary["written"] == 4
+    assert "headers" in err  # the bar went to stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import re
 import sys
@@ -29,6 +30,7 @@ from astropipe.config import compose
 from astropipe.errors import AstropipeError, ConfigError
 from astropipe.ingest import CHOICES, check_overrides, ingest, selected
 from astropipe.io.tables import dumps_json
+from astropipe.progress import wanted as progress_wanted
 from astropipe.stage_main import setup_logging
 
 __all__ = ["main", "STAGES", "EXAMPLES", "check_bare_lists"]
@@ -166,6 +168,15 @@ def _sections(params: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (default: only on a terminal, never in CI)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="astropipe",
@@ -178,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. ztf.on_error=fail")
         s.add_argument("--dry-run", action="store_true", help="print a JSON summary, write nothing")
         s.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+        _progress_flag(s)
         if name == "ingest-ztf":
             s.add_argument("--limit", type=int, default=None, help="read at most N packets/rows")
         if name == "ingest-tess":
@@ -203,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--dry-run", action="store_true", help="plan and summarise, write nothing")
     ing.add_argument("--limit", type=int, default=None, help="passed to every source run")
     ing.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    _progress_flag(ing)
     show = sub.add_parser(
         "show-config",
         help="print the composed configuration (or some sections of it) as JSON",
@@ -227,7 +240,7 @@ def _ingest(args: argparse.Namespace, params: dict[str, Any]) -> int:
         selected(args.source),
         dry_run=args.dry_run,
         limit=args.limit,
-        progress=sys.stderr.isatty(),
+        progress=progress_wanted(args.progress),
     )
     sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     return 0 if ok else 1
@@ -254,11 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         kwargs: dict[str, Any] = {"dry_run": args.dry_run}
         if args.command in ("ingest-ztf", "ingest-tess", "ingest-catalogs"):
             kwargs["limit"] = args.limit
-            kwargs["progress"] = sys.stderr.isatty()
         if args.command == "fits-to-zarr":
             kwargs["collection"] = args.collection
-            kwargs["progress"] = sys.stderr.isatty()
-        summary = _runner(args.command)(params, **kwargs)
+        runner = _runner(args.command)
+        if "progress" in inspect.signature(runner).parameters:  # the stages with long loops
+            kwargs["progress"] = progress_wanted(args.progress)
+        summary = runner(params, **kwargs)
     except AstropipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

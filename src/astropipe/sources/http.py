@@ -36,6 +36,7 @@ from urllib3.util.retry import Retry
 from astropipe import __version__
 from astropipe.errors import ServiceError, ServiceResponseError
 from astropipe.io.atomic import atomic_path
+from astropipe.progress import bar as progress_bar
 from astropipe.provenance import sha256_bytes, sha256_stream
 from astropipe.sources.redact import install_log_redaction, safe_url
 from astropipe.sources.responses import (
@@ -383,6 +384,7 @@ def download(
     params: Any = None,
     expect: str = "any",
     deadline: float | None = None,
+    progress: bool = False,
 ) -> str:
     """Stream ``url`` to ``dest`` through a temporary sibling renamed on success.
 
@@ -392,6 +394,8 @@ def download(
         As for :func:`get_text`.
     dest
         Final path. Nothing appears under this name unless the whole body arrived.
+    progress
+        Show a byte progress bar on stderr (:mod:`astropipe.progress`).
 
     Returns
     -------
@@ -409,11 +413,23 @@ def download(
         response = _send(
             session, "GET", url, params, _timeouts(timeout), stream=True, deadline=deadline
         )
-        with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
+        size = response.headers.get("Content-Length", "")
+        with (
+            atomic_path(dest) as tmp,
+            open(tmp, "wb") as fh,
+            progress_bar(
+                total=int(size) if size.isdigit() else None,
+                desc=Path(dest).name,
+                unit="B",
+                unit_scale=True,
+                enabled=progress,
+            ) as shown_bar,
+        ):
 
             def sink(chunk: bytes) -> None:
                 fh.write(chunk)
                 digest.update(chunk)
+                shown_bar.update(len(chunk))
 
             def check(head: bytes) -> None:
                 check_type(response, head, expect, shown, session)
