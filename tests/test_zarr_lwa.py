@@ -187,3 +187,25 @@ def test_progress_bars_and_metrics(series, capsys) -> None:
     assert metrics["input_files"] == 12
     ds = _open(out, decode_times=False)
     assert np.all(np.diff(ds.time.values) > 0) and (ds.step_complete.values == 1).all()
+    # the bars change nothing on disk: a quiet build gives the same store and metric
+    quiet = inputs.parent / "quiet.zarr"
+    assert run(params(inputs, quiet), collection="lwa", progress=False) == {
+        **summary,
+        "store": str(quiet),
+    }
+    assert capsys.readouterr().err == ""
+    assert tree_digest(quiet) == tree_digest(out)
+
+
+def test_partial_edge_tiles_hold_the_fits_pixels(series) -> None:
+    inputs, files = series
+    out = inputs.parent / "tiles.zarr"
+    p = params(inputs, out)
+    p["zarr"]["chunks"]["sky"] = 24  # 64 px = 24 + 24 + 16: edge tiles are partial
+    run(p, collection="lwa")
+    ds = _open(out)
+    assert ds.SKY.encoding["chunks"] == (1, 3, 1, 24, 24)
+    for k, path in enumerate(files):
+        step, freq = divmod(k, 3)
+        expected = fits.getdata(path)[0, 0].astype(np.float32)
+        np.testing.assert_array_equal(ds.SKY.values[step, freq, 0], expected.T)

@@ -9,6 +9,7 @@ names the chunk instead of crashing inside the codec. Hashing reads the raw byte
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,7 @@ from typing import Any
 import zarr
 from zarr.storage import LocalStore
 
-from astropipe.provenance import sha256_file
+from astropipe.provenance import sha256_bytes, sha256_file
 
 __all__ = [
     "ChunkRef",
@@ -32,6 +33,7 @@ __all__ = [
     "verify_chunks",
     "describe",
     "HidingStore",
+    "RecordingStore",
 ]
 
 #: reasons :func:`verify_chunks` gives
@@ -167,3 +169,25 @@ class HidingStore(LocalStore):
 
     async def exists(self, key: str) -> bool:  # noqa: D102
         return False if key in self.hidden else await super().exists(key)
+
+
+class RecordingStore(LocalStore):
+    """A local store that keeps the SHA-256 of every object it writes, by key.
+
+    fits_to_zarr writes through it, so a chunk's checksum is computed from the bytes handed
+    to the file system, once the write has succeeded, instead of reading the chunk file back
+    and hashing it again. ``written`` maps store-relative keys to hex digests (latest write).
+    """
+
+    def __init__(self, root: Path | str, *, read_only: bool = False) -> None:
+        super().__init__(root, read_only=read_only)
+        self.written: dict[str, str] = {}
+
+    async def _set(self, key: str, value: Any, exclusive: bool = False) -> None:  # noqa: D102
+        await super()._set(key, value, exclusive=exclusive)
+        # after the write: never a digest of bytes that did not reach the file
+        self.written[key] = await asyncio.to_thread(sha256_bytes, value.as_buffer_like())
+
+    def take(self, keys: Iterable[str]) -> dict[str, str]:
+        """Remove and return the recorded digests of ``keys`` (those written through here)."""
+        return {k: self.written.pop(k) for k in keys if k in self.written}

@@ -22,6 +22,7 @@ from astropipe.zarrcube.grid import Grid
 __all__ = [
     "STORE_VERSIONS",
     "StepInfo",
+    "Tiled",
     "VarSpec",
     "Layout",
     "names",
@@ -50,6 +51,49 @@ class StepInfo:
     small: dict[str, np.ndarray] = field(default_factory=dict)  # per-step values, no time axis
     corrections: tuple[str, ...] = ()
     wcs: dict[str, Any] = field(default_factory=dict)  # the step's own WCS cards (phase centre)
+
+
+class Tiled:
+    """An image of one time step held as its sky chunks, each C-contiguous.
+
+    The reader writes each tile in place (the byte-swapping transpose goes straight into the
+    chunk's own buffer) and the writer hands every tile to zarr as exactly one chunk, which
+    zarr encodes without copying it again. ``np.asarray(tiled)`` assembles the full array.
+
+    Parameters
+    ----------
+    shape
+        Shape of the full array (leading dims, then the two sky dims).
+    tile
+        Tile length along each sky dim (the store's ``chunks.sky``).
+    dtype
+        Pixel type.
+    """
+
+    def __init__(self, shape: tuple[int, ...], tile: int, dtype: str = "float32") -> None:
+        self.shape = tuple(shape)
+        *lead, na, nb = self.shape
+        # (slice along the first sky dim, slice along the second, the tile's buffer)
+        self.tiles: list[tuple[slice, slice, np.ndarray]] = [
+            (
+                slice(a, min(a + tile, na)),
+                slice(b, min(b + tile, nb)),
+                np.empty((*lead, min(a + tile, na) - a, min(b + tile, nb) - b), dtype=dtype),
+            )
+            for a in range(0, na, tile)
+            for b in range(0, nb, tile)
+        ]
+        self.tile = tile
+        self.dtype = np.dtype(dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        for sa, sb, block in self.tiles:
+            out[..., sa, sb] = block
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self)[key]
 
 
 @dataclass(frozen=True)
@@ -90,7 +134,11 @@ class Layout:
         """
         raise NotImplementedError
 
-    def release(self, arrays: dict[str, np.ndarray]) -> None:
+    #: sky tile length of the store being written (``chunks.sky``); set by the writer so
+    #: that a layout may deliver its images as :class:`Tiled` chunks
+    tile: int | None = None
+
+    def release(self, arrays: dict[str, Any]) -> None:
         """Hand the arrays of a written step back for reuse (optional)."""
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
 from astropipe.zarrcube.grid import PHASE_KEYS, Grid, check_grid, grid_of
-from astropipe.zarrcube.layouts import Layout, StepInfo, VarSpec, names
+from astropipe.zarrcube.layouts import Layout, StepInfo, Tiled, VarSpec, names
 
 __all__ = ["LwaLayout"]
 
@@ -55,7 +55,7 @@ class LwaLayout(Layout):
 
     def __init__(self, *, read_workers: int = 2) -> None:
         self._local = threading.local()
-        self._free: list[np.ndarray] = []
+        self._free: list[Tiled] = []
         self._workers = read_workers
         self._executor: ThreadPoolExecutor | None = None
         # per file, from the scan: its header layout and plane order, so a read does not
@@ -73,15 +73,16 @@ class LwaLayout(Layout):
             self._executor = None
         self._known.clear()
 
-    def _spare(self, shape: tuple[int, ...]) -> np.ndarray:
+    def _spare(self, shape: tuple[int, ...]) -> Tiled:
+        tile = self.tile or max(shape[-2:])
         while self._free:
             arr = self._free.pop()
-            if arr.shape == shape:
+            if arr.shape == shape and arr.tile == tile:
                 return arr
-        return np.empty(shape, dtype=np.float32)
+        return Tiled(shape, tile)
 
-    def release(self, arrays: dict[str, np.ndarray]) -> None:
-        if len(self._free) < 3:
+    def release(self, arrays: dict[str, Any]) -> None:
+        if len(self._free) < 3 and isinstance(arrays.get("SKY"), Tiled):
             self._free.append(arrays["SKY"])
 
     def group(self, files: list[Path]) -> list[StepSpec]:
@@ -223,8 +224,12 @@ class LwaLayout(Layout):
             cube = np.transpose(data, plan.axes).reshape((len(stokes), len(fvals), ny, nx))
             for si, s in enumerate(stokes):
                 for fi, f in enumerate(fvals):
-                    # (y, x) -> (l, m) = (x, y); the copy also swaps to native byte order
-                    sky[freqs.index(f), pols.index(s)] = cube[si, fi].T
+                    plane = cube[si, fi]
+                    k, p = freqs.index(f), pols.index(s)
+                    for sl, sm, block in sky.tiles:
+                        # (y, x) -> (l, m) = (x, y), straight into the chunk's buffer; the
+                        # copy also swaps to native byte order (tile by tile: cache-friendly)
+                        block[k, p] = plane[sm, sl].T
             return plan.rel, digest
 
         # files of a step are read in parallel (hashing and copying release the GIL)
