@@ -42,6 +42,7 @@ from astropipe.calibration.science import (
 from astropipe.compute import ComputeConfig, parse_bytes, scheduler
 from astropipe.io.atomic import atomic_dir
 from astropipe.io.tables import write_json
+from astropipe.progress import dask_bar
 from astropipe.provenance import inputs_digest, relpath, sha256_file
 
 __all__ = ["run", "plan_from_params", "tile_rows", "science_rows", "science_cols"]
@@ -167,7 +168,9 @@ def _science_task(
     }
 
 
-def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> dict[str, Any]:
+def run(
+    params: Mapping[str, Any], *, dry_run: bool = False, progress: bool = False, **extra: Any
+) -> dict[str, Any]:
     """Run calibrate_images on the ``calibration`` section of ``params``.
 
     Parameters
@@ -176,6 +179,8 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
         The full composed params mapping (params.yaml).
     dry_run
         Discover, classify and validate only; write nothing.
+    progress
+        Show dask's progress bar over the science frames on stderr (:mod:`astropipe.progress`).
 
     Returns
     -------
@@ -232,7 +237,9 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False, **extra: Any) -> di
                     sp, cfg, built, master_sha, Path(sdir), rows, cols
                 )
             )
-        for name, values in dask.compute(*tasks):
+        with dask_bar(enabled=progress):  # stderr only: never in outputs or metrics
+            computed = dask.compute(*tasks)
+        for name, values in computed:
             metrics_science[name] = values
     metrics = {
         "frames": frames_count,

@@ -35,6 +35,7 @@ from astropipe.io.atomic import atomic_dir, remove_stale_temps
 from astropipe.io.lock import OutputLock
 from astropipe.io.tables import write_json, write_parquet
 from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
+from astropipe.progress import bar as progress_bar
 from astropipe.provenance import provenance
 from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.config import ZtfConfig
@@ -94,10 +95,7 @@ def ingest_alerts(
         packets = itertools.islice(chained, limit)
     else:
         packets = iter_packets(cfg.alerts.path, limit=limit, max_bytes=max_bytes, stats=stats)
-    if progress:
-        from tqdm import tqdm
-
-        packets = tqdm(packets, desc="alerts", unit="pkt")
+    packets = progress_bar(packets, enabled=progress, desc="alerts", unit="pkt")  # stderr only
     result = ingest_packets(
         packets,
         keep_jpeg=cfg.alerts.jpeg_cutouts == "keep",
