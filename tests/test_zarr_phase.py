@@ -17,7 +17,7 @@ import xarray as xr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from astropipe.errors import ConfigError, GridMismatchError
+from astropipe.errors import ConfigError, GridMismatchError, InputFileError
 from astropipe.zarrcube.grid import Grid, sky_coordinates
 from astropipe.zarrcube.manifest import read_manifest
 from astropipe.zarrcube.simulate import SIDEREAL_DEG_PER_S
@@ -149,3 +149,12 @@ def test_a_store_of_the_previous_layout_is_refused_untouched(zenith) -> None:
     assert tree_digest(out) == before
     summary = run(params(inputs, out, rebuild=True), collection="lwa")
     assert summary["written"] == 4
+
+
+def test_celestial_unit_other_than_deg_or_rad_is_refused(zenith) -> None:
+    inputs, files = zenith
+    with fits.open(files[0], mode="update") as hdul:  # the file that defines the grid
+        hdul[0].header["CUNIT1"] = "arcmin"
+    with pytest.raises(InputFileError, match=r"CUNIT1='arcmin'.*'deg' or 'rad'") as err:
+        run(params(inputs, inputs.parent / "x.zarr"), collection="lwa")
+    assert files[0].name in str(err.value) and "\n" not in str(err.value)
