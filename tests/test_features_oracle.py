@@ -30,12 +30,13 @@ ORACLE = [
 ]
 
 
-def _curves(seed: int, n_curves: int = 120) -> pd.DataFrame:
-    """Magnitude and flux curves of 4-400 points with trends, errors, and repeated values."""
+def _curves(seed: int, n_curves: int = 120, *, length: int | None = None) -> pd.DataFrame:
+    """Magnitude and flux curves of 4-400 points (or all ``length``) with trends, errors, and
+    repeated values."""
     rng = np.random.default_rng(seed)
     parts = []
     for o in range(n_curves):
-        n = int(rng.integers(4, 400))
+        n = length or int(rng.integers(4, 400))
         t = np.sort(rng.uniform(58000, 58500, n))
         kind = "flux" if o % 2 else "mag"
         base, scale = (1000.0, 30.0) if kind == "flux" else (18.0, 0.3)
@@ -59,9 +60,10 @@ def _curves(seed: int, n_curves: int = 120) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).sample(frac=1.0, random_state=seed)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_every_shared_feature_equals_light_curve(seed: int) -> None:
-    pts = _curves(seed)
+@pytest.mark.parametrize(("seed", "length"), [(1, None), (2, None), (3, 64)])
+def test_every_shared_feature_equals_light_curve(seed: int, length: int | None) -> None:
+    # length 64: every curve equally long, the order statistics' reshape path
+    pts = _curves(seed, length=length)
     ours = compute_features(pts).set_index("object_id")
     ext = lcf.Extractor(*(e for e, _ in ORACLE))
     cols = [c for _, names in ORACLE for c in names]

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from astropipe.errors import AstropipeError
 from astropipe.features.cdpp import CdppConfig, group_cdpp
@@ -63,7 +65,8 @@ class ExtractConfig:
         return cls(periodogram=PeriodogramConfig(enabled=False), cdpp=CdppConfig(enabled=False))
 
 
-def _check_points(points: pd.DataFrame) -> None:
+def _check_points(points: pd.DataFrame) -> np.ndarray:
+    """Refuse a points table off the interface; return ``kind == 'flux'`` per row."""
     missing = [c for c in POINT_COLUMNS if c not in points.columns]
     if missing:
         raise FeaturesInputError(
@@ -71,12 +74,14 @@ def _check_points(points: pd.DataFrame) -> None:
             " (see astropipe.features.extract)."
         )
     kind = points["kind"]
-    n_known = int((kind == "mag").sum()) + int((kind == "flux").sum())
-    bad = sorted({str(k) for k in kind.unique()} - set(KINDS)) if n_known != len(kind) else []
-    if bad:
+    is_flux = (kind == "flux").to_numpy(dtype=bool, na_value=False)
+    is_mag = (kind == "mag").to_numpy(dtype=bool, na_value=False)
+    if not (is_flux | is_mag).all():
+        bad = sorted({str(k) for k in kind[~(is_flux | is_mag)].unique()})
         raise FeaturesInputError(
             f"features: kind {bad} is not valid; expected one of {list(KINDS)}."
         )
+    return is_flux
 
 
 def compute_features(
@@ -105,15 +110,14 @@ def compute_features(
         A column is missing, a ``kind`` is unknown, or a group mixes kinds.
     """
     cfg = cfg or ExtractConfig()
-    _check_points(points)
+    is_flux = _check_points(points)
     keep = np.isfinite(points["value"].to_numpy(np.float64)) & np.isfinite(
         points["mjd"].to_numpy(np.float64)
     )
     if not keep.all():
-        points = points[keep]
+        points, is_flux = points[keep], is_flux[keep]
     key, obj_of_key, band_of_key = _group_keys(points)
     t = points["mjd"].to_numpy(np.float64)
-    is_flux = (points["kind"] == "flux").to_numpy(dtype=bool)
     if len(key) and not _is_sorted(key, t):
         order = np.lexsort((t, key))  # stable: equal times keep their input order
         key, t, is_flux = key[order], t[order], is_flux[order]
@@ -171,16 +175,16 @@ def _group_keys(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """
     obj, band = points["object_id"], points["band"]
     if len(points) > 1 and not (obj.hasnans or band.hasnans):
-        o, b = obj.array, band.array
-        o_new = np.asarray(o[1:] != o[:-1], dtype=bool)
-        b_new = np.asarray(b[1:] != b[:-1], dtype=bool)
-        o_down = np.asarray(o[1:] < o[:-1], dtype=bool)
-        b_down = np.asarray(b[1:] < b[:-1], dtype=bool)
-        if not (o_down.any() or (b_down & ~o_new).any()):
-            new = np.concatenate([[False], o_new | b_new])
-            key = np.cumsum(new, dtype=np.int64)
-            starts = np.flatnonzero(np.concatenate([[True], o_new | b_new]))
-            return key, np.asarray(o[starts], dtype=object), np.asarray(b[starts], dtype=object)
+        o, b = pa.array(obj.array), pa.array(band.array)
+        o_new = _differs_from_previous(o)
+        b_new = _differs_from_previous(b)
+        # Sorted means no step down where the object changes, nor where only the band does:
+        # compare only those few pairs.
+        if not (_steps_down(o, o_new) or _steps_down(b, b_new & ~o_new)):
+            new = o_new | b_new
+            key = np.concatenate([[0], np.cumsum(new, dtype=np.int64)])
+            starts = np.flatnonzero(np.concatenate([[True], new]))
+            return key, _names(o, starts), _names(b, starts)
     obj_code, obj_names = pd.factorize(obj, sort=True)
     band_code, band_names = pd.factorize(band, sort=True)
     nb = max(len(band_names), 1)
@@ -188,6 +192,24 @@ def _group_keys(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     obj_names = np.asarray(obj_names, dtype=object)
     band_names = np.asarray(band_names, dtype=object)
     return key, np.repeat(obj_names, nb), np.tile(band_names, len(obj_names))
+
+
+def _differs_from_previous(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``a[i + 1] != a[i]`` for every i, as a numpy bool array."""
+    ne = pc.not_equal(a[1:], a[:-1])
+    return np.asarray(ne.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _steps_down(a: pa.Array | pa.ChunkedArray, where: np.ndarray) -> bool:
+    """Whether ``a[i + 1] < a[i]`` at any i where ``where`` is true."""
+    idx = np.flatnonzero(where)
+    if not len(idx):
+        return False
+    return bool(pc.any(pc.less(pc.take(a, idx + 1), pc.take(a, idx))).as_py())
+
+
+def _names(a: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(pc.take(a, rows).to_pylist(), dtype=object)
 
 
 def _is_sorted(key: np.ndarray, t: np.ndarray) -> bool:

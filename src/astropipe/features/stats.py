@@ -140,7 +140,9 @@ class _SortedGroups:
 
     def __init__(self, n: np.ndarray) -> None:
         self.n = n
-        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        # (members, index, valid) of a padded block, or (members, slice, None) when the block's
+        # groups are consecutive and equally long, so a reshape of the column is the block.
+        self.blocks: list[tuple[np.ndarray, np.ndarray | slice, np.ndarray | None]] = []
         if not len(n):
             return
         starts = np.concatenate([[0], np.cumsum(n)[:-1]])
@@ -149,6 +151,11 @@ class _SortedGroups:
         for lev in np.unique(level):
             members = np.flatnonzero(level == lev)
             width = int(n[members].max())
+            first, last = int(members[0]), int(members[-1])
+            if last - first + 1 == len(members) and (n[members] == width).all():
+                rows = slice(int(starts[first]), int(starts[first]) + len(members) * width)
+                self.blocks.append((members, rows, None))
+                continue
             cols = np.arange(width)
             valid = cols[None, :] < n[members][:, None]
             index = np.where(valid, starts[members][:, None] + cols[None, :], 0)
@@ -156,9 +163,14 @@ class _SortedGroups:
 
     def sort(self, x: np.ndarray) -> list[np.ndarray]:
         """Each block's values of ``x``, sorted along rows (padding +inf at the right)."""
-        return [
-            np.sort(np.where(valid, x[index], np.inf), axis=1) for _, index, valid in self.blocks
-        ]
+        out = []
+        for members, index, valid in self.blocks:
+            if valid is None:
+                block = x[index].reshape(len(members), -1)
+            else:
+                block = np.where(valid, x[index], np.inf)
+            out.append(np.sort(block, axis=1))
+        return out
 
     def take(self, sorted_blocks: list[np.ndarray], pos: np.ndarray) -> np.ndarray:
         """Per group, the sorted value at integer position ``pos[group]``."""
@@ -259,8 +271,13 @@ def group_statistics(
         eta = _segment_sum(dm * dm, starts) / ((n - 1) * var)
 
     # Error-weighted features: w = 1/σ²; a group with any unusable error gets NaN.
-    good_err = np.isfinite(err) & (err > 0)
-    bad_group = _segment_sum((~good_err).astype(np.float64), starts) > 0
+    # An unusable error (NaN, <= 0, inf) shows in the group's minimum or maximum (NaN
+    # propagates through both), two passes instead of a per-point test.
+    if len(err):
+        emin, emax = np.minimum.reduceat(err, starts), np.maximum.reduceat(err, starts)
+        bad_group = ~((emin > 0) & np.isfinite(emax))
+    else:
+        bad_group = np.zeros(0, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         # One division per point: the rest are products (cheaper, and as exact).
         inv_err = 1.0 / err
@@ -289,7 +306,7 @@ def group_statistics(
     # magnitude group): the peak is the smallest f, rise_rate = -(slope of f) up to the peak
     # (positive while brightening), decay_rate = slope of f from the peak on (positive while
     # fading), whatever the kind.
-    faint = np.where(per_row(is_flux), -m, m)
+    faint = np.where(per_row(is_flux), -m, m) if is_flux.any() else m
     fmin = np.minimum.reduceat(faint, starts) if len(faint) else np.zeros(0)
     rows = np.arange(len(faint))
     peak_idx = (
