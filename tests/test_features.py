@@ -165,3 +165,12 @@ def test_empty_input_and_non_finite_rows() -> None:
     assert f["n_obs"] == 3 and f["mean"] == 6.0 and f["mjd_last"] == 4.0
     with pytest.raises(FeaturesInputErrorAlias, match=r"kind \['nan'\] is not valid"):
         _compute_features(pts.assign(kind=[None, "mag", "mag", "mag", "mag"]))
+
+
+def test_chunking_changes_no_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import astropipe.features.extract as extract
+
+    df = _synthetic().rename(columns={"mag": "value"}).assign(survey="ztf", err=0.02, kind="mag")
+    whole = _compute_features(df)
+    monkeypatch.setattr(extract, "CHUNK_POINTS", 50)  # many chunks, some groups longer than one
+    pd.testing.assert_frame_equal(_compute_features(df), whole, check_exact=True)

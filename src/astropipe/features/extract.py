@@ -146,7 +146,7 @@ def compute_features(
         counts = counts[big]
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
     group_key = key[starts]
-    feats = group_statistics(t, value, err, is_flux[starts], starts)
+    feats = _chunked_statistics(t, value, err, is_flux[starts], starts)
     pg = cfg.periodogram
     if pg.enabled:
         feats.update(lomb_scargle(t, value, err, starts, cfg=pg))
@@ -192,6 +192,32 @@ def _group_keys(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     obj_names = np.asarray(obj_names, dtype=object)
     band_names = np.asarray(band_names, dtype=object)
     return key, np.repeat(obj_names, nb), np.tile(band_names, len(obj_names))
+
+
+#: Points per call of :func:`group_statistics`: its ~100 temporaries then stay in the CPU
+#: cache instead of streaming through memory (every value is per group, so the chunking does
+#: not change a bit; a group longer than this is one chunk of its own).
+CHUNK_POINTS = 1 << 16
+
+
+def _chunked_statistics(
+    t: np.ndarray, value: np.ndarray, err: np.ndarray, is_flux: np.ndarray, starts: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`group_statistics` over runs of whole groups of about :data:`CHUNK_POINTS`."""
+    if len(t) <= CHUNK_POINTS:
+        return group_statistics(t, value, err, is_flux, starts)
+    # chunk boundaries: the first group starting at or after each multiple of CHUNK_POINTS
+    cuts = np.unique(np.searchsorted(starts, np.arange(0, len(t), CHUNK_POINTS)))
+    cuts = cuts[cuts < len(starts)]  # past the last start: inside the last (long) group
+    bounds = np.append(cuts, len(starts))
+    parts = []
+    for g0, g1 in zip(bounds[:-1], bounds[1:], strict=True):
+        a = starts[g0]
+        b = starts[g1] if g1 < len(starts) else len(t)
+        parts.append(
+            group_statistics(t[a:b], value[a:b], err[a:b], is_flux[g0:g1], starts[g0:g1] - a)
+        )
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _differs_from_previous(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
