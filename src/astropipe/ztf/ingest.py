@@ -1,9 +1,11 @@
-"""Decode a stream of alert packets in batches, in parallel processes when asked.
+"""Decode a stream of alert packets in batches, in threads or processes when asked.
 
 The main process only streams packets (from files or a night tarball) and hands batches to
-worker processes, which decode them, write their cutout stamps, and return compact column
-lists. Batches are merged in submission order, so the result is identical whatever the number
-of workers; at most ``2 × workers`` batches are in flight, which bounds memory.
+workers (``compute.scheduler``: ``synchronous`` decodes in this process, ``threads`` in a
+thread pool of this process, ``processes`` in a process pool), which decode them, write their
+cutout stamps, and return compact column lists. Batches are merged in submission order, so the
+result is identical whatever the number of workers; at most ``2 × workers`` batches are in
+flight, which bounds memory.
 
 A packet is either ingested whole (its rows and its stamps) or quarantined whole: it is
 decoded, checked (:func:`astropipe.ztf.checks.check_alert`) and its stamps are decompressed
@@ -24,9 +26,10 @@ import re
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
@@ -226,8 +229,9 @@ def ingest_packets(
     cutout_dir: Path | None,
     fail: bool,
     workers: int = 1,
+    pool: Literal["threads", "processes"] = "processes",
 ) -> AlertIngest:
-    """Decode every packet, in ``workers`` processes (1: in this process).
+    """Decode every packet, in ``workers`` threads or processes (1: in this process).
 
     Parameters
     ----------
@@ -236,7 +240,10 @@ def ingest_packets(
     keep_jpeg, cutout_dir, fail
         See :func:`process_batch`.
     workers
-        Number of decoding processes; results do not depend on it.
+        Number of decoding threads or processes; results do not depend on it.
+    pool
+        ``threads``: a thread pool in this process (no process is started); ``processes``: a
+        process pool. Ignored when ``workers`` is 1.
     """
     total = AlertIngest(AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None))
     kwargs = {"keep_jpeg": keep_jpeg, "cutout_dir": cutout_dir, "fail": fail}
@@ -245,10 +252,15 @@ def ingest_packets(
         for batch in batches:
             total.merge(process_batch(batch, **kwargs))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        executor: Executor = (
+            ThreadPoolExecutor(max_workers=workers)
+            if pool == "threads"
+            else ProcessPoolExecutor(max_workers=workers)
+        )
+        with executor:
             in_flight: deque[Future[AlertIngest]] = deque()
             for batch in batches:
-                in_flight.append(pool.submit(process_batch, batch, **kwargs))
+                in_flight.append(executor.submit(process_batch, batch, **kwargs))
                 if len(in_flight) >= 2 * workers:
                     total.merge(in_flight.popleft().result())
             while in_flight:

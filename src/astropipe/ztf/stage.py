@@ -24,7 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -74,6 +74,7 @@ def ingest_alerts(
     limit: int | None = None,
     progress: bool = False,
     workers: int = 1,
+    pool: Literal["threads", "processes"] = "processes",
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
 
@@ -102,6 +103,7 @@ def ingest_alerts(
         cutout_dir=cutout_dir if cfg.alerts.cutouts else None,
         fail=cfg.on_error == "fail",
         workers=workers,
+        pool=pool,
     )
     result.skipped_members = stats.skipped
     return result
@@ -171,6 +173,23 @@ def _kinds(skipped: list[dict[str, str]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def _decoders(compute: ComputeConfig) -> tuple[int, Literal["threads", "processes"]]:
+    """Decoding workers and pool kind for ``compute.scheduler`` (refuses ``distributed``).
+
+    ``synchronous``: this process only; ``threads``: ``compute.workers`` threads of this
+    process (no process is started); ``processes``: a pool of ``compute.workers`` processes.
+    """
+    if compute.scheduler == "distributed":
+        # stamps go to a temporary directory on this machine, which cluster workers may not see
+        raise ConfigError(
+            "compute.scheduler=distributed: not yet for ingest_ztf (its workers write cutouts "
+            "to this machine's disk); use compute.scheduler=processes or threads for this stage."
+        )
+    if compute.scheduler == "synchronous":
+        return 1, "processes"
+    return compute.workers, "threads" if compute.scheduler == "threads" else "processes"
+
+
 def check_limit(limit: int | None) -> None:
     """Refuse a ``--limit`` that is not a positive integer (0 or -1 would read nothing)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -218,14 +237,14 @@ def run(
     check_limit(limit)
     cfg = ZtfConfig.from_params(params)
     compute = ComputeConfig.from_params(params)
-    workers = 1 if compute.scheduler == "synchronous" else compute.workers
+    workers, pool = _decoders(compute)
     if dry_run:
         summary: dict[str, Any] = {"dry_run": True, "source": cfg.source}
         if cfg.alerts.nights:  # nothing is downloaded, so nothing is decoded
             summary["archive_nights"] = _planned_nights(cfg)
         else:
             ingest = ingest_alerts(
-                cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers
+                cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers, pool=pool
             )
             summary["packets"] = ingest.packets
             summary["alerts_decoded"] = len(ingest.collector.alert_rows)
@@ -257,7 +276,7 @@ def run(
         # under the lock no other writer is alive: every temporary sibling is a killed run's
         for target in (out_dir, Path(out.report), Path(out.metrics)):
             remove_stale_temps(target)
-        summary, report = _write_outputs(cfg, params, out_dir, limit, progress, workers)
+        summary, report = _write_outputs(cfg, params, out_dir, limit, progress, (workers, pool))
         write_json(report, out.report)
         write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_ztf: %s", summary)
@@ -270,14 +289,19 @@ def _write_outputs(
     out_dir: Path,
     limit: int | None,
     progress: bool,
-    workers: int,
+    decoders: tuple[int, Literal["threads", "processes"]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build every output in a temporary sibling of ``out_dir`` and swap it in."""
     out = cfg.outputs
     with atomic_dir(out_dir) as tmp:
         cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
         ingest = ingest_alerts(
-            cfg, cutout_dir=cutouts, limit=limit, progress=progress, workers=workers
+            cfg,
+            cutout_dir=cutouts,
+            limit=limit,
+            progress=progress,
+            workers=decoders[0],
+            pool=decoders[1],
         )
         if ingest.packets and not ingest.collector.alert_rows:
             raise _all_undecodable(cfg, ingest, out_dir)
