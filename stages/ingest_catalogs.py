@@ -1,4 +1,4 @@
-"""DVC stage ingest_catalogs: KOI/TOI/K2 catalogs + objects link -> data/raw/catalogs/ (dvc.yaml)."""
+"""DVC stage ingest_catalogs: KOI/TOI/K2 catalogs + objects link -> data/raw/catalogs/."""
 
 import _env  # noqa: F401  (first: a python without the project gets a hint)
 from astropipe.catalogs.stage import run

@@ -25,8 +25,8 @@ from astropipe.calibration.combine import CombineConfig, combine_tiled, tile_row
 from astropipe.calibration.config import CalibrationConfig, DetectorConfig, OverscanConfig
 from astropipe.calibration.frames import FrameInfo, HeaderValueError, read_region
 from astropipe.calibration.median import exact_median, middle_values, numpy_mean
-from astropipe.calibration.planes import ArrayPlane, Plane, band_starts, read_bands
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec
+from astropipe.calibration.planes import ArrayPlane, Plane, band_starts, read_bands
 from astropipe.calibration.sections import overscan_axis, overscan_vector
 from astropipe.compute import parse_bytes
 from astropipe.errors import ConfigError, InputFileError
@@ -200,9 +200,9 @@ class Master:
         return self.err_plane.read(0, self.shape[0])
 
 
-def _loader_bands(load: Callable[[int, int], np.ndarray], rows: int, step: int) -> Callable[
-    [], Iterator[np.ndarray]
-]:
+def _loader_bands(
+    load: Callable[[int, int], np.ndarray], rows: int, step: int
+) -> Callable[[], Iterator[np.ndarray]]:
     return lambda: (load(r0, r1) for r0, r1 in band_starts(rows, step))
 
 
@@ -451,7 +451,10 @@ def build_masters(
         with atomic_path(final) as tmp:
             out = _master_file(tmp, spec, names)
             master = build_master(
-                spec, combine[spec.kind], planes=(out.plane(0), out.plane(1)), **kw  # type: ignore[arg-type]
+                spec,
+                combine[spec.kind],
+                planes=(out.plane(0), out.plane(1)),
+                **kw,  # type: ignore[arg-type]
             )
             out.finish({0: {"FLATNORM": master.norm}} if spec.kind == "flat" else None)
         master.data_plane = FitsPlane(final, out.plane(0).layout)

@@ -34,7 +34,6 @@ from astropipe.calibration.calibrate import (
     flat_bad_pixels,
     flat_correct,
     master_history,
-    master_imagetyp,
     science_error,
     subtract_bias,
     subtract_dark,
@@ -381,7 +380,9 @@ def write_science(
     read_noise = detector_for(info, cfg.detector).read_noise
     head = science_header(info, read_noise=read_noise, masters=masters, ncosmic=0)
     wcs = _wcs_only(head)
-    mask_bits = tuple((f"MASKB{bit}", (name, f"bit value {bit}")) for name, bit in MASK_BITS.items())
+    mask_bits = tuple(
+        (f"MASKB{bit}", (name, f"bit value {bit}")) for name, bit in MASK_BITS.items()
+    )
     final = Path(path)
     with atomic_path(final) as tmp:
         out = StreamedFits(

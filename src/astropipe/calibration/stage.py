@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import numpy as np
 
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.cosmics import cosmics_margin
@@ -229,8 +228,10 @@ def run(
         for sp in plan.science:
             shape = sp.frame.trimmed_shape
             rows = science_rows(cfg, shape, compute.workers)
-            cols = None if cfg.tile_rows is not None else science_cols(
-                cfg, shape, compute.workers, rows
+            cols = (
+                None
+                if cfg.tile_rows is not None
+                else science_cols(cfg, shape, compute.workers, rows)
             )
             tasks.append(
                 dask.delayed(_science_task, pure=True)(

@@ -325,8 +325,7 @@ def contract_for(name: str, table: TableConfig, ranges: RangesConfig) -> Contrac
         builder = builders[name]
     except KeyError:
         raise ConfigError(
-            f"validation.tables: no contract for table {name!r}; "
-            f"valid tables are {list(builders)}."
+            f"validation.tables: no contract for table {name!r}; valid tables are {list(builders)}."
         ) from None
     return builder(table, ranges)
 
