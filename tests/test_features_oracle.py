@@ -170,3 +170,34 @@ def test_slope_is_exact_where_light_curve_loses_digits() -> None:
     assert ours["slope"] == pytest.approx(float(exact), rel=1e-14)
     raw = lcf.LinearTrend()(g.mjd.to_numpy(), g.value.to_numpy(), g.err.to_numpy())[0]
     assert abs(raw / float(exact) - 1) > 1e-10  # the reason the oracle gets shifted times
+
+
+def test_sample_ztf_alert_light_curves_equal_light_curve() -> None:
+    # The real sample packets (detections off negative difference images, as the stage uses).
+    from pathlib import Path
+
+    from astropipe.features import points_from_lightcurves
+    from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, to_lightcurve_table
+    from astropipe.ztf.alerts import decode_packet
+    from astropipe.ztf.collector import AlertCollector
+    from astropipe.ztf.packets import Packet
+    from astropipe.ztf.stage import _alert_lightcurves
+
+    alerts = Path(__file__).resolve().parents[1] / "data" / "sample" / "ztf" / "alerts"
+    collector = AlertCollector()
+    for path in sorted(p for p in alerts.glob("*.avro") if "schemaless" not in p.name):
+        collector.add(decode_packet(Packet(path.name, path.read_bytes())))
+    lc = to_lightcurve_table(_alert_lightcurves(collector)).to_pandas()
+    lc = lc[~lc.is_upper_limit & ((lc["flags"] & FLAG_NEGATIVE_DIFF) == 0)]
+    pts = points_from_lightcurves(lc)
+    ours = compute_features(pts, min_points=5).set_index(["object_id", "band"])
+    assert len(ours) >= 5
+    ext = lcf.Extractor(*(e for e, _ in ORACLE))
+    cols = [c for _, names in ORACLE for c in names]
+    for (obj, band), row in ours.iterrows():
+        g = pts[(pts.object_id == obj) & (pts.band == band)].sort_values("mjd")
+        t = g.mjd.to_numpy() - g.mjd.min()
+        ref = ext(t, g.value.to_numpy(), g.err.to_numpy(), sorted=True)
+        for col, want in zip(cols, ref, strict=True):
+            if col is not None:
+                assert row[col] == pytest.approx(want, rel=1e-9, abs=1e-300), f"{obj} {col}"
