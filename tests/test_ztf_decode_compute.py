@@ -121,3 +121,121 @@ def test_distributed_is_refused_for_now(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="^compute.scheduler=distributed: not yet for ingest_ztf"):
         run(params)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ streaming
+def _night_dir(tmp: Path) -> Path:
+    """The sample packets twice (the second copy under other names: same-content duplicates)."""
+    night = tmp / "night"
+    night.mkdir()
+    for copy in ("a", "b"):
+        for p in PACKETS:
+            (night / f"{copy}_{p.name}").write_bytes(p.read_bytes())
+    return night
+
+
+def _stream_params(tmp: Path, night: Path, batch: int) -> dict:
+    out = tmp / "out"
+    return compose(
+        [
+            f"ztf.alerts.path={night}",
+            f"ztf.alerts.batch_size={batch}",
+            f"ztf.outputs.dir={out}",
+            f"ztf.outputs.alerts={out}/alerts.parquet",
+            f"ztf.outputs.lightcurves={out}/lightcurves.parquet",
+            f"ztf.outputs.cutouts={out}/cutouts",
+            f"ztf.outputs.report={tmp}/report.json",
+            f"ztf.outputs.metrics={tmp}/metrics.json",
+            "compute.scheduler=synchronous",
+        ],
+        root=find_root(),
+    )
+
+
+def _snapshot(out: Path) -> dict[Path, bytes]:
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_streamed_tables_equal_the_in_memory_tables_whatever_the_batch(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import json
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from astropipe.lightcurve import to_lightcurve_table
+    from astropipe.ztf import spill
+    from astropipe.ztf.config import ZtfConfig
+    from astropipe.ztf.dr import read_dr_lightcurves
+    from astropipe.ztf.packets import iter_packets
+    from astropipe.ztf.stage import _alert_lightcurves
+
+    night = _night_dir(tmp_path)
+    # several row groups and light-curve buckets even on the sample
+    monkeypatch.setattr(spill, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(spill, "BUCKET_ROWS", 3000)
+    snaps, reports = [], []
+    for batch in (3, 256):
+        run(_stream_params(tmp_path, night, batch))
+        snaps.append(_snapshot(tmp_path / "out"))
+        reports.append(json.loads((tmp_path / "report.json").read_text()))
+    # the bytes depend on the data only, not on the batch size
+    assert snaps[0] == snaps[1] and reports[0] == reports[1]
+    assert pq.ParquetFile(tmp_path / "out/alerts.parquet").metadata.num_row_groups == 3
+    assert pq.ParquetFile(tmp_path / "out/lightcurves.parquet").metadata.num_row_groups > 100
+
+    # the in-memory collector (the previous implementation) gives the same rows
+    params = _stream_params(tmp_path, night, 256)
+    ref = ingest.ingest_packets(iter_packets(night), keep_jpeg=False, cutout_dir=None, fail=False)
+    ref_alerts = ref.collector.alerts_table().to_pandas()
+    dr, _ = read_dr_lightcurves(ZtfConfig.from_params(params).dr)
+    ref_lc = to_lightcurve_table(
+        pd.concat([_alert_lightcurves(ref.collector), dr], ignore_index=True)
+    ).to_pandas()
+    pd.testing.assert_frame_equal(
+        pq.read_table(tmp_path / "out/alerts.parquet").to_pandas(), ref_alerts
+    )
+    pd.testing.assert_frame_equal(
+        pq.read_table(tmp_path / "out/lightcurves.parquet").to_pandas(), ref_lc
+    )
+    assert len(ref_alerts) == 35
+    dups = reports[0]["duplicate_candids"]
+    assert dups == ref.collector.duplicates() and len(dups) == 35  # every candid twice
+    assert sum(d["same_content"] for d in dups) == 32  # 3 were re-serialised
+    assert reports[0]["cutouts_written"] == sum(
+        1 for _ in (tmp_path / "out/cutouts").rglob("*.fits")
+    )
+
+
+def test_types_merged_across_batches_like_the_collector(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from astropipe.ztf import spill
+    from astropipe.ztf.collector import AlertCollector
+
+    paths = [p for p in PACKETS if p.name.endswith("v4.01.avro")][:2]
+    a, b = (alerts.decode_packet(Packet(p.name, p.read_bytes())) for p in paths)
+    # b's schema says other types: nid wider (int64), field as text; a keeps int32 for both
+    b = dataclasses.replace(
+        b, candidate_types={**b.candidate_types, "nid": pa.int64(), "field": pa.string()}
+    )
+    whole = AlertCollector(stamps=False)
+    parts = spill.AlertSpill(tmp_path)
+    for alert, sha in ((a, "11" * 32), (b, "22" * 32)):
+        whole.add(alert, sha256=sha)
+        one = AlertCollector(stamps=False)
+        one.add(alert, sha256=sha)
+        parts.add(one)
+    parts.write_alerts(tmp_path / "a.parquet", spill.parquet_meta({}, {}))
+    got = pq.read_table(tmp_path / "a.parquet")
+    assert got.schema.field("nid").type == pa.int64()
+    assert got.schema.field("field").type == pa.string()
+    assert sorted(got["field"].to_pylist()) == sorted(
+        str(x.record["candidate"]["field"]) for x in (a, b)
+    )
+    pd.testing.assert_frame_equal(got.to_pandas(), whole.alerts_table().to_pandas())

@@ -245,11 +245,15 @@ def _plain_container(data: bytes) -> tuple[dict[str, bytes], bytes]:
 def _fast_schema(text: bytes) -> tuple[str | None, dict[str, pa.DataType], Any, Any]:
     info = _FAST_SCHEMAS.get(text)
     if info is None:
+        # as fastavro.reader parses a writer schema (the checks see the same dict) ...
         schema = fastavro.parse_schema(
             json.loads(text.decode()), {}, _write_hint=False, _force=True
         )
         problem = _schema_problem(schema, "null")
-        info = (problem, {} if problem else _candidate_types(schema), schema, schema)
+        # ... and once more with the "parsed" hint, without which schemaless_reader would
+        # parse it again for every packet
+        parsed = None if problem else fastavro.parse_schema(json.loads(text.decode()), {})
+        info = (problem, {} if problem else _candidate_types(schema), parsed, schema)
         if len(_FAST_SCHEMAS) < _SCHEMA_CACHE_SIZE:
             _FAST_SCHEMAS[text] = info
     return info

@@ -41,6 +41,7 @@ class AlertsConfig:
     nights: list[str] = field(default_factory=list)
     cache_dir: str = "data/cache/ztf_archive"
     max_member_bytes: PositiveInt = 64 * 1024 * 1024
+    batch_size: PositiveInt = 256
     dc_magnitudes: bool = False
     dc_max_distnr: PositiveFloat = 1.4
 

@@ -34,8 +34,9 @@ from typing import Literal
 from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
 from astropipe.ztf.checks import check_alert
-from astropipe.ztf.collector import AlertCollector, stamp_files
+from astropipe.ztf.collector import AlertCollector, AlertMeta, stamp_files
 from astropipe.ztf.packets import Packet
+from astropipe.ztf.spill import AlertSpill
 
 __all__ = ["AlertIngest", "process_batch", "ingest_packets", "BATCH_SIZE", "MAX_STAMP_BYTES"]
 
@@ -70,6 +71,7 @@ class AlertIngest:
     stamps_written: int = 0
     skipped_members: list[dict[str, str]] = field(default_factory=list)
     stamp_sides: list[tuple[str, str, str]] = field(default_factory=list)
+    duplicates: list[dict[str, object]] = field(default_factory=list)
 
     def merge(self, other: AlertIngest) -> None:
         """Append ``other`` (the next batch in input order) to this result."""
@@ -183,20 +185,33 @@ def _resolve_stamps(total: AlertIngest, cutout_dir: Path) -> None:
     groups: dict[object, list[int]] = {}
     for i, row in enumerate(col.alert_rows):
         groups.setdefault(row["candid"], []).append(i)
-    sides: dict[str, list[tuple[str, str]]] = {}
-    for final, sha, side in total.stamp_sides:
-        sides.setdefault(final, []).append((sha, side))
     winners = set(col.winners())
+    dups = []
     for idx in groups.values():
-        if len(idx) < 2:
-            continue
-        (win,) = [i for i in idx if i in winners]
-        win_names = set(col.meta[win].stamps)
-        names = sorted({n for i in idx for n in col.meta[i].stamps})
+        if len(idx) > 1:
+            (win,) = [i for i in idx if i in winners]
+            dups.append((col.meta[win], [col.meta[i] for i in idx]))
+    _resolve_groups(dups, total.stamp_sides, cutout_dir)
+    total.stamp_sides.clear()
+    total.stamps_written = sum(len(col.meta[i].stamps) for i in winners)
+
+
+def _resolve_groups(
+    dups: list[tuple[AlertMeta, list[AlertMeta]]],
+    stamp_sides: list[tuple[str, str, str]],
+    cutout_dir: Path,
+) -> None:
+    """Per duplicated ``candid`` (winner, every packet): keep only the winner's stamps."""
+    sides: dict[str, list[tuple[str, str]]] = {}
+    for final, sha, side in stamp_sides:
+        sides.setdefault(final, []).append((sha, side))
+    for win, metas in dups:
+        win_names = set(win.stamps)
+        names = sorted({n for m in metas for n in m.stamps})
         for name in names:
             pending = sides.pop(name, [])
             if name in win_names:
-                src = next((s for sha, s in pending if sha == col.meta[win].sha256), None)
+                src = next((s for sha, s in pending if sha == win.sha256), None)
                 if src is not None:  # the winner came second: its bytes are in a side file
                     os.replace(cutout_dir / src, cutout_dir / name)
                     pending = [(sha, s) for sha, s in pending if s != src]
@@ -207,16 +222,16 @@ def _resolve_stamps(total: AlertIngest, cutout_dir: Path) -> None:
     for pending in sides.values():  # pragma: no cover - every side belongs to a group
         for _, s in pending:
             (cutout_dir / s).unlink(missing_ok=True)
-    for folder in {n.split("/")[0] for n, _, _ in total.stamp_sides}:
+    for folder in {n.split("/")[0] for n, _, _ in stamp_sides}:
         try:  # a loser's objectId folder left empty
             (cutout_dir / folder).rmdir()
         except OSError:
             pass
-    total.stamp_sides.clear()
-    total.stamps_written = sum(len(col.meta[i].stamps) for i in winners)
 
 
 def _batched(packets: Iterable[Packet], size: int) -> Iterator[list[Packet]]:
+    if size < 1:
+        raise ValueError(f"batch size {size} < 1")
     it = iter(packets)
     while batch := list(itertools.islice(it, size)):
         yield batch
@@ -230,6 +245,8 @@ def ingest_packets(
     fail: bool,
     workers: int = 1,
     pool: Literal["threads", "processes"] = "processes",
+    batch_size: int = BATCH_SIZE,
+    sink: AlertSpill | None = None,
 ) -> AlertIngest:
     """Decode every packet, in ``workers`` threads or processes (1: in this process).
 
@@ -244,13 +261,27 @@ def ingest_packets(
     pool
         ``threads``: a thread pool in this process (no process is started); ``processes``: a
         process pool. Ignored when ``workers`` is 1.
+    batch_size
+        Packets per batch (``ztf.alerts.batch_size``); at most ``2 × workers`` batches are in
+        flight. Outputs do not depend on it.
+    sink
+        Streaming: each batch's rows go to this :class:`~astropipe.ztf.spill.AlertSpill` as
+        soon as it is merged, and the returned collector holds only the counts; duplicates
+        are resolved from the spill. Without it, the returned collector holds every row.
     """
     total = AlertIngest(AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None))
     kwargs = {"keep_jpeg": keep_jpeg, "cutout_dir": cutout_dir, "fail": fail}
-    batches = _batched(packets, BATCH_SIZE)
+    batches = _batched(packets, batch_size)
+
+    def take(part: AlertIngest) -> None:
+        if sink is not None:  # rows to disk now; keep only the counts
+            sink.add(part.collector)
+            part.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None)
+        total.merge(part)
+
     if workers <= 1:
         for batch in batches:
-            total.merge(process_batch(batch, **kwargs))
+            take(process_batch(batch, **kwargs))
     else:
         executor: Executor = (
             ThreadPoolExecutor(max_workers=workers)
@@ -262,10 +293,15 @@ def ingest_packets(
             for batch in batches:
                 in_flight.append(executor.submit(process_batch, batch, **kwargs))
                 if len(in_flight) >= 2 * workers:
-                    total.merge(in_flight.popleft().result())
+                    take(in_flight.popleft().result())
             while in_flight:
-                total.merge(in_flight.popleft().result())
-    for dup in total.collector.duplicates():
+                take(in_flight.popleft().result())
+    if sink is not None:
+        total.collector.jpeg_skipped = sink.jpeg_skipped
+        total.collector.lc_skipped_no_object = sink.lc_skipped_no_object
+        total.collector.versions = dict(sink.versions)
+    duplicates = sink.duplicates() if sink is not None else total.collector.duplicates()
+    for dup in duplicates:
         log.warning(
             "candid %s in %d packets%s: kept %s (newest schema, then smallest SHA-256), dropped %s",
             dup["candid"],
@@ -274,6 +310,11 @@ def ingest_packets(
             dup["kept"],
             ", ".join(dup["dropped"]),
         )
-    if cutout_dir is not None:
+    total.duplicates = duplicates
+    if cutout_dir is not None and sink is not None:
+        _resolve_groups(sink.duplicate_metas(), total.stamp_sides, cutout_dir)
+        total.stamp_sides.clear()
+        total.stamps_written = sink.stamps_kept()
+    elif cutout_dir is not None:
         _resolve_stamps(total, cutout_dir)
     return total

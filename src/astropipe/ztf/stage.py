@@ -21,20 +21,20 @@ from __future__ import annotations
 
 import itertools
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import pyarrow as pa
 
 from astropipe.compute import ComputeConfig
 from astropipe.errors import AstropipeError, ConfigError, InputFileError
 from astropipe.io.atomic import atomic_dir, remove_stale_temps
 from astropipe.io.lock import OutputLock
-from astropipe.io.tables import write_json, write_parquet
-from astropipe.lightcurve import LIGHTCURVE_UNITS, to_lightcurve_table
+from astropipe.io.tables import write_json
+from astropipe.lightcurve import LIGHTCURVE_UNITS
 from astropipe.progress import bar as progress_bar
 from astropipe.provenance import provenance
 from astropipe.ztf.collector import AlertCollector
@@ -42,6 +42,7 @@ from astropipe.ztf.config import ZtfConfig
 from astropipe.ztf.dcmag import apply_dc_magnitudes
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
 from astropipe.ztf.packets import ReadStats, iter_packets
+from astropipe.ztf.spill import AlertSpill, parquet_meta
 
 __all__ = ["run", "ingest_alerts"]
 
@@ -75,6 +76,7 @@ def ingest_alerts(
     progress: bool = False,
     workers: int = 1,
     pool: Literal["threads", "processes"] = "processes",
+    sink: AlertSpill | None = None,
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
 
@@ -104,6 +106,8 @@ def ingest_alerts(
         fail=cfg.on_error == "fail",
         workers=workers,
         pool=pool,
+        batch_size=cfg.alerts.batch_size,
+        sink=sink,
     )
     result.skipped_members = stats.skipped
     return result
@@ -111,7 +115,11 @@ def ingest_alerts(
 
 def _alert_lightcurves(collector: AlertCollector, cfg: ZtfConfig | None = None) -> pd.DataFrame:
     """Light-curve rows of the alerts (DC magnitudes where ``cfg.alerts.dc_magnitudes``)."""
-    df = pd.DataFrame(collector.lightcurve_columns())
+    return _alert_frame(pd.DataFrame(collector.lightcurve_columns()), cfg)
+
+
+def _alert_frame(df: pd.DataFrame, cfg: ZtfConfig | None = None) -> pd.DataFrame:
+    """``df`` (light-curve columns of alerts) with survey/source and DC magnitudes."""
     df["survey"] = "ZTF"
     df["source"] = "alert"
     if cfg is not None and cfg.alerts.dc_magnitudes and len(df):
@@ -145,25 +153,31 @@ def _planned_nights(cfg: ZtfConfig) -> list[dict[str, Any]]:
     ]
 
 
-def _summary(ingest: AlertIngest, alerts: pa.Table, lightcurves: pa.Table) -> dict[str, Any]:
-    lc = lightcurves.to_pandas()
+def _summary(ingest: AlertIngest, n_alerts: int, lc: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "packets": ingest.packets,
-        "alerts": alerts.num_rows,
+        "alerts": n_alerts,
         "quarantined": len(ingest.quarantined),
-        "duplicate_candids": len(ingest.collector.duplicates()),
+        "duplicate_candids": len(ingest.duplicates),
         "tar_members_skipped": _kinds(ingest.skipped_members),
         "schema_versions": dict(sorted(ingest.collector.versions.items())),
-        "lightcurve_rows": lightcurves.num_rows,
-        "lightcurve_upper_limits": int(lc["is_upper_limit"].sum()) if len(lc) else 0,
-        "lightcurve_objects": int(lc["object_id"].nunique()) if len(lc) else 0,
-        "lightcurve_rows_by_source": {
-            k: int(v) for k, v in lc["source"].value_counts().sort_index().items()
-        },
+        "lightcurve_rows": lc["rows"],
+        "lightcurve_upper_limits": lc["upper_limits"],
+        "lightcurve_objects": lc["objects"],
+        "lightcurve_rows_by_source": lc["by_source"],
         "lightcurve_rows_skipped_no_object_id": ingest.collector.lc_skipped_no_object,
         "cutouts_written": ingest.stamps_written,
         "jpeg_cutouts_skipped": ingest.collector.jpeg_skipped,
     }
+
+
+def _provenance_params(ztf: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ztf`` params recorded in the outputs: without ``alerts.batch_size``, which changes
+    memory use only, never a byte of the outputs."""
+    out = dict(ztf)
+    if isinstance(out.get("alerts"), Mapping):
+        out["alerts"] = {k: v for k, v in out["alerts"].items() if k != "batch_size"}
+    return out
 
 
 def _kinds(skipped: list[dict[str, str]]) -> dict[str, int]:
@@ -295,6 +309,9 @@ def _write_outputs(
     out = cfg.outputs
     with atomic_dir(out_dir) as tmp:
         cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
+        spill_dir = tmp / ".spill"  # inside the temporary output: a killed run's is removed
+        spill_dir.mkdir()
+        spill = AlertSpill(spill_dir)
         ingest = ingest_alerts(
             cfg,
             cutout_dir=cutouts,
@@ -302,36 +319,38 @@ def _write_outputs(
             progress=progress,
             workers=decoders[0],
             pool=decoders[1],
+            sink=spill,
         )
-        if ingest.packets and not ingest.collector.alert_rows:
+        if ingest.packets and not spill.alerts:
             raise _all_undecodable(cfg, ingest, out_dir)
         dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
         if limit is not None and cfg.source == "irsa":
             dr_frame = dr_frame.head(limit)
-        frames = [f for f in (_alert_lightcurves(ingest.collector, cfg), dr_frame) if len(f)]
-        lightcurves = to_lightcurve_table(pd.concat(frames, ignore_index=True))
-        alerts = ingest.collector.alerts_table()
         inputs = {**ingest.inputs, **dr_inputs}
         prov = provenance(
             stage="ingest_ztf",
             inputs=inputs,
-            params=params["ztf"],
+            params=_provenance_params(params["ztf"]),
             source=cfg.source,
             query=query,
         )
         rel = lambda p: tmp / Path(p).resolve().relative_to(out_dir.resolve())  # noqa: E731
-        write_parquet(alerts, rel(out.alerts), provenance=prov, units=ALERT_UNITS)
-        write_parquet(
-            lightcurves,
+        n_alerts = spill.write_alerts(rel(out.alerts), parquet_meta(prov, ALERT_UNITS))
+        lc = spill.write_lightcurves(
             rel(out.lightcurves),
-            provenance={**prov, "time_scale": {"alert": "UTC", "dr": "UTC", "irsa": "UTC"}},
-            units=LIGHTCURVE_UNITS,
+            parquet_meta(
+                {**prov, "time_scale": {"alert": "UTC", "dr": "UTC", "irsa": "UTC"}},
+                LIGHTCURVE_UNITS,
+            ),
+            alert_frame=lambda part: _alert_frame(part, cfg),
+            dr_frame=dr_frame,
         )
-        summary = _summary(ingest, alerts, lightcurves)
+        shutil.rmtree(spill_dir)
+        summary = _summary(ingest, n_alerts, lc)
     report = {
         **summary,
         "quarantined": ingest.quarantined,
         "skipped_members": ingest.skipped_members,
-        "duplicate_candids": ingest.collector.duplicates(),
+        "duplicate_candids": ingest.duplicates,
     }
     return summary, report

@@ -1,0 +1,441 @@
+"""Stream decoded alert batches to disk and write the final tables with bounded memory.
+
+A night holds 10^5–10^6 alerts; holding their rows as Python objects takes gigabytes. Each
+decoded batch (an :class:`~astropipe.ztf.collector.AlertCollector`) is instead written at once
+to a temporary Parquet file — its alert rows with the batch's own column types, and its
+light-curve rows — and only a few numbers per alert stay in memory (``candid``, ``jd``, schema
+rank, packet SHA-256, where the row lies: about 70 bytes).
+
+When every packet is read:
+
+- the ``candid`` winners are chosen by the same rule as
+  :meth:`~astropipe.ztf.collector.AlertCollector.winners` (newest schema, then smallest SHA-256,
+  then the first seen), from the in-memory keys;
+- ``alerts.parquet`` is written in row groups of :data:`ROW_GROUP_ROWS` rows in ``(jd, candid)``
+  order, each group gathered from the spilled batches and cast to the night's final column
+  types (widened, or text, as the collector does);
+- the winners' light-curve rows are routed to buckets by ``object_id`` prefix (consecutive
+  prefixes merged up to :data:`BUCKET_ROWS` rows); each bucket, with the DR rows of the same
+  prefixes, is deduplicated and sorted by :func:`astropipe.lightcurve.to_lightcurve_table` on its
+  own. The light-curve key starts with ``object_id``, so no duplicate spans two buckets and
+  the buckets in prefix order are the sorted table.
+
+Row groups hold a fixed number of rows whatever the batch size or the bucket boundaries, so the
+bytes depend only on the data; a table smaller than one row group is byte-identical to
+:func:`astropipe.io.tables.write_parquet` of the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from astropipe.io.atomic import atomic_path
+from astropipe.io.tables import dumps_json
+from astropipe.lightcurve import LIGHTCURVE_SCHEMA, to_lightcurve_table
+from astropipe.ztf.collector import _CORE, _CORE_NAMES, _WIDER, AlertCollector, AlertMeta, _column
+from astropipe.ztf.collector import _version_key as version_key
+
+__all__ = ["AlertSpill", "ParquetStream", "ROW_GROUP_ROWS", "BUCKET_ROWS", "PREFIX_CHARS"]
+
+#: Rows per row group of the final tables.
+ROW_GROUP_ROWS = 1 << 17
+#: Light-curve rows per bucket (consecutive object_id prefixes are merged up to this).
+BUCKET_ROWS = 1 << 19
+#: Characters of ``object_id`` that choose a bucket (``ZTF18ab``).
+PREFIX_CHARS = 7
+
+_LC_TYPES = {
+    "object_id": pa.string(),
+    "band": pa.string(),
+    "is_upper_limit": pa.bool_(),
+    "flags": pa.int64(),
+}
+
+
+class ParquetStream:
+    """Write a Parquet file table by table, in row groups of exactly ``rows`` rows.
+
+    Same settings and metadata as :func:`astropipe.io.tables.write_parquet`; written through a
+    temporary sibling, renamed by :meth:`close`.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, meta: Mapping[bytes, bytes], rows: int):
+        self._atomic = atomic_path(path)
+        tmp = self._atomic.__enter__()
+        self.schema = schema.with_metadata(dict(meta))
+        self._writer = pq.ParquetWriter(
+            tmp,
+            self.schema,
+            compression="zstd",
+            compression_level=3,
+            write_statistics=True,
+            use_dictionary=True,
+        )
+        self._rows = rows
+        self._pending: list[pa.Table] = []
+        self._n = 0
+        self.num_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        """Queue ``table`` (already in the file's schema); full row groups are written."""
+        if table.num_rows == 0:
+            return
+        self._pending.append(table.replace_schema_metadata(self.schema.metadata))
+        self._n += table.num_rows
+        self.num_rows += table.num_rows
+        while self._n >= self._rows:
+            self._flush(self._rows)
+
+    def _flush(self, n: int) -> None:
+        joined = pa.concat_tables(self._pending)
+        self._writer.write_table(joined.slice(0, n), row_group_size=n)
+        rest = joined.slice(n)
+        self._pending = [rest] if rest.num_rows else []
+        self._n = rest.num_rows
+
+    def close(self) -> None:
+        """Write the last row group and move the file into place."""
+        if self._n:
+            self._flush(self._n)
+        elif self.num_rows == 0:  # an empty table, as write_table writes it
+            self._writer.write_table(self.schema.empty_table())
+        self._writer.close()
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        """Close and drop the temporary file (after an error)."""
+        try:
+            self._writer.close()
+        finally:
+            err = RuntimeError("aborted")
+            self._atomic.__exit__(RuntimeError, err, None)
+
+
+def parquet_meta(provenance: Mapping[str, Any], units: Mapping[str, str]) -> dict[bytes, bytes]:
+    """The file metadata :func:`astropipe.io.tables.write_parquet` writes."""
+    return {
+        b"astropipe": dumps_json(
+            {"provenance": dict(provenance), "units": dict(sorted(units.items()))}
+        ).encode()
+    }
+
+
+@dataclass
+class AlertSpill:
+    """Receives decoded batches in input order; writes the final tables at the end.
+
+    Parameters
+    ----------
+    workdir
+        Empty scratch directory (removed by the caller).
+    """
+
+    workdir: Path
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+    lc_skipped_no_object: int = 0
+    jpeg_skipped: int = 0
+    _keys: list[dict[str, np.ndarray]] = field(default_factory=list)
+    _prefix_rows: dict[str, int] = field(default_factory=dict)
+    _batches: int = 0
+    _winners: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ pass 1
+    def add(self, col: AlertCollector) -> None:
+        """Spill one batch's rows (collected in input order after the previous batches)."""
+        for name, tp in col.types.items():
+            _merge_type(self.types, name, tp)
+        for v, n in col.versions.items():
+            self.versions[v] = self.versions.get(v, 0) + n
+        self.lc_skipped_no_object += col.lc_skipped_no_object
+        self.jpeg_skipped += col.jpeg_skipped
+        n = len(col.alert_rows)
+        if n == 0:
+            return
+        k = self._batches
+        self._batches += 1
+        table = _batch_alerts(col)
+        extra = {
+            "_sha256": pa.array([m.sha256 for m in col.meta], pa.string()),
+            "_stamps": pa.array([list(m.stamps) for m in col.meta], pa.list_(pa.string())),
+        }
+        for name, arr in extra.items():
+            table = table.append_column(name, arr)
+        pq.write_table(table, self.workdir / f"a{k:07d}.parquet", compression="lz4")
+        lc_rows = np.array([m.lc_rows for m in col.meta], dtype=np.int64)
+        lc = {c: pa.array(v, _LC_TYPES.get(c, pa.float64())) for c, v in col.lc.items()}
+        lc["_row"] = pa.array(np.repeat(np.arange(n, dtype=np.int32), lc_rows))
+        pq.write_table(pa.table(lc), self.workdir / f"l{k:07d}.parquet", compression="lz4")
+        for obj in col.lc["object_id"]:
+            p = obj[:PREFIX_CHARS]
+            self._prefix_rows[p] = self._prefix_rows.get(p, 0) + 1
+        self._keys.append(
+            {
+                "candid": table["candid"].to_numpy(zero_copy_only=False).astype(np.int64),
+                "jd": table["jd"].to_numpy(zero_copy_only=False).astype(np.float64),
+                "version": np.array([r["schemavsn"] for r in col.alert_rows], dtype=object),
+                "sha": np.array([bytes.fromhex(m.sha256) for m in col.meta], dtype="S32"),
+                "batch": np.full(n, k, dtype=np.int32),
+                "row": np.arange(n, dtype=np.int32),
+                "stamps": np.array([len(m.stamps) for m in col.meta], dtype=np.int8),
+            }
+        )
+
+    # ------------------------------------------------------------------ pass 2
+    def _key(self, name: str) -> np.ndarray:
+        parts = [k[name] for k in self._keys]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def _finish_keys(self) -> None:
+        if self._winners is not None:
+            return
+        versions = self._key("version")
+        ranks = {v: version_key(v) for v in set(versions.tolist())}
+        order = sorted(set(ranks.values()))
+        rank = np.array([order.index(ranks[v]) for v in versions.tolist()], dtype=np.int32)
+        for part in self._keys:  # the text is no longer needed
+            part.pop("version")
+        self._rank = rank
+        candid = self._key("candid")
+        seq = np.arange(len(candid))
+        # per candid: newest schema, then smallest SHA-256, then first seen
+        o = np.lexsort((seq, self._key("sha"), -rank, candid))
+        first = np.ones(len(o), dtype=bool)
+        first[1:] = candid[o][1:] != candid[o][:-1]
+        self._winners = np.sort(o[first])
+        counts = np.unique(candid, return_counts=True)
+        self._dup_candids = counts[0][counts[1] > 1]
+
+    @property
+    def alerts(self) -> int:
+        """Number of alerts decoded (before deduplication)."""
+        return sum(len(k["candid"]) for k in self._keys)
+
+    @property
+    def winners(self) -> np.ndarray:
+        """Global row numbers (input order) of the rows kept, ascending."""
+        self._finish_keys()
+        assert self._winners is not None
+        return self._winners
+
+    def stamps_kept(self) -> int:
+        """Stamps of the winning packets."""
+        return int(self._key("stamps")[self.winners].astype(np.int64).sum())
+
+    def _rows(self, seqs: np.ndarray, columns: list[str]) -> list[dict[str, Any]]:
+        batch, row = self._key("batch")[seqs], self._key("row")[seqs]
+        out = []
+        for b, r in zip(batch.tolist(), row.tolist(), strict=True):
+            t = pq.read_table(self.workdir / f"a{b:07d}.parquet", columns=columns)
+            out.append(t.slice(r, 1).to_pylist()[0])
+        return out
+
+    def duplicate_groups(self) -> list[tuple[Any, int, list[int]]]:
+        """``(candid, winner, [rows in input order])`` of every duplicated ``candid``."""
+        self._finish_keys()
+        if not len(self._dup_candids):
+            return []
+        candid = self._key("candid")
+        win = set(self.winners.tolist())
+        groups: dict[int, list[int]] = {}
+        for i in np.flatnonzero(np.isin(candid, self._dup_candids)).tolist():
+            groups.setdefault(int(candid[i]), []).append(i)
+        return [(c, next(i for i in idx if i in win), idx) for c, idx in sorted(groups.items())]
+
+    def duplicates(self) -> list[dict[str, Any]]:
+        """As :meth:`AlertCollector.duplicates`."""
+        out = []
+        for candid, win, idx in self.duplicate_groups():
+            rows = self._rows(np.array(idx), ["packet", "_sha256"])
+            kept = rows[idx.index(win)]["packet"]
+            out.append(
+                {
+                    "candid": candid,
+                    "kept": kept,
+                    "dropped": [r["packet"] for i, r in zip(idx, rows, strict=True) if i != win],
+                    "same_content": len({r["_sha256"] for r in rows}) == 1,
+                }
+            )
+        return out
+
+    def duplicate_metas(self) -> list[tuple[AlertMeta, list[AlertMeta]]]:
+        """``(winner, every packet)`` metadata of each duplicated ``candid`` (stamp cleanup)."""
+        out = []
+        for _, win, idx in self.duplicate_groups():
+            rows = self._rows(np.array(idx), ["_sha256", "_stamps"])
+            metas = [AlertMeta(r["_sha256"], 0, tuple(r["_stamps"] or ())) for r in rows]
+            out.append((metas[idx.index(win)], metas))
+        return out
+
+    def alert_fields(self) -> list[pa.Field]:
+        """The alerts table's columns: core first, then every candidate field sorted."""
+        extra = sorted(set(self.types) - _CORE_NAMES)
+        return [pa.field(n, t) for n, t in _CORE] + [pa.field(n, self.types[n]) for n in extra]
+
+    def write_alerts(self, path: Path, meta: Mapping[bytes, bytes]) -> int:
+        """Write the deduplicated alerts in ``(jd, candid)`` order; return the row count."""
+        win = self.winners
+        order = win[np.lexsort((self._key("candid")[win], self._key("jd")[win]))]
+        schema = pa.schema(self.alert_fields())
+        batch, row = self._key("batch"), self._key("row")
+        out = ParquetStream(path, schema, meta, ROW_GROUP_ROWS)
+        try:
+            for start in range(0, len(order), ROW_GROUP_ROWS):
+                chunk = order[start : start + ROW_GROUP_ROWS]
+                out.write(self._gather(chunk, batch[chunk], row[chunk], schema))
+        except BaseException:
+            out.abort()
+            raise
+        out.close()
+        return out.num_rows
+
+    def _gather(
+        self, seqs: np.ndarray, batch: np.ndarray, row: np.ndarray, schema: pa.Schema
+    ) -> pa.Table:
+        pieces, where = [], []
+        for b in np.unique(batch).tolist():
+            sel = np.flatnonzero(batch == b)
+            t = pq.read_table(self.workdir / f"a{b:07d}.parquet").take(pa.array(row[sel]))
+            pieces.append(_cast(t, schema))
+            where.append(sel)
+        joined = pa.concat_tables(pieces)
+        back = np.empty(len(seqs), dtype=np.int64)
+        back[np.concatenate(where)] = np.arange(len(seqs))
+        return joined.take(pa.array(back))
+
+    def write_lightcurves(
+        self,
+        path: Path,
+        meta: Mapping[bytes, bytes],
+        *,
+        alert_frame: Callable[[pd.DataFrame], pd.DataFrame],
+        dr_frame: pd.DataFrame,
+    ) -> dict[str, Any]:
+        """Write the light curves bucket by bucket; return their counts for the summary.
+
+        ``alert_frame`` turns a bucket's alert rows (the collector's light-curve columns) into
+        the frame that is concatenated with the DR rows (survey/source, DC magnitudes).
+        """
+        dr_prefix = (
+            dr_frame["object_id"].astype(str).str[:PREFIX_CHARS]
+            if len(dr_frame)
+            else pd.Series([], dtype=object)
+        )
+        counts = dict(self._prefix_rows)
+        for p, n in dr_prefix.value_counts().items():
+            counts[p] = counts.get(p, 0) + int(n)
+        bounds = _bucket_bounds(counts)
+        bucket_dir = self.workdir / "buckets"
+        bucket_dir.mkdir()
+        writers: dict[int, pq.ParquetWriter] = {}
+        keep = np.zeros(self.alerts, dtype=bool)
+        keep[self.winners] = True
+        offset = 0
+        try:
+            for k in range(self._batches):
+                t = pq.read_table(self.workdir / f"l{k:07d}.parquet")
+                n_alerts = pq.read_metadata(self.workdir / f"a{k:07d}.parquet").num_rows
+                rows = t["_row"].to_numpy()
+                t = t.drop_columns(["_row"]).filter(pa.array(keep[offset + rows]))
+                offset += n_alerts
+                prefix = np.array([o[:PREFIX_CHARS] for o in t["object_id"].to_pylist()], object)
+                which = np.searchsorted(bounds, prefix, side="right") if len(prefix) else prefix
+                for b in np.unique(which).tolist():
+                    if b not in writers:
+                        writers[b] = pq.ParquetWriter(bucket_dir / f"{b:06d}.parquet", t.schema)
+                    writers[b].write_table(t.filter(pa.array(which == b)))
+        finally:
+            for w in writers.values():
+                w.close()
+        dr_which = (
+            np.searchsorted(bounds, dr_prefix.to_numpy(dtype=object), side="right")
+            if len(dr_frame)
+            else np.zeros(0, dtype=np.int64)
+        )
+        summary = {"rows": 0, "upper_limits": 0, "objects": 0, "by_source": {}}
+        out = ParquetStream(path, LIGHTCURVE_SCHEMA, meta, ROW_GROUP_ROWS)
+        try:
+            for b in range(len(bounds) + 1):
+                frames = []
+                if b in writers:
+                    part = pq.read_table(bucket_dir / f"{b:06d}.parquet").to_pandas()
+                    frames.append(alert_frame(part))
+                if len(dr_frame):
+                    part = dr_frame[dr_which == b]
+                    if len(part):
+                        frames.append(part)
+                frames = [f for f in frames if len(f)]
+                if not frames:
+                    continue
+                table = to_lightcurve_table(pd.concat(frames, ignore_index=True))
+                out.write(table)
+                _count(summary, table)
+        except BaseException:
+            out.abort()
+            raise
+        out.close()
+        summary["by_source"] = dict(sorted(summary["by_source"].items()))
+        return summary
+
+
+def _count(summary: dict[str, Any], table: pa.Table) -> None:
+    summary["rows"] += table.num_rows
+    summary["upper_limits"] += int(np.count_nonzero(table["is_upper_limit"].to_numpy()))
+    summary["objects"] += len(table["object_id"].unique())  # buckets share no object_id
+    src = summary["by_source"]
+    for s, n in pd.Series(table["source"].to_pylist()).value_counts().items():
+        src[s] = src.get(s, 0) + int(n)
+
+
+def _bucket_bounds(counts: Mapping[str, int]) -> np.ndarray:
+    """Prefixes that start a new bucket (after the first): consecutive prefixes, ≤ BUCKET_ROWS."""
+    bounds: list[str] = []
+    rows = 0
+    for p in sorted(counts):
+        if rows and rows + counts[p] > BUCKET_ROWS:
+            bounds.append(p)
+            rows = 0
+        rows += counts[p]
+    return np.array(bounds, dtype=object)
+
+
+def _merge_type(types: dict[str, pa.DataType], name: str, tp: pa.DataType) -> None:
+    old = types.get(name)
+    if old is None or old == tp:
+        types[name] = tp
+    else:  # as AlertCollector._merge_type
+        types[name] = _WIDER.get((old, tp)) or _WIDER.get((tp, old)) or pa.string()
+
+
+def _batch_alerts(col: AlertCollector) -> pa.Table:
+    """Every alert row of one batch (not deduplicated), with the batch's own column types."""
+    extra = sorted(set(col.types) - _CORE_NAMES)
+    fields = [pa.field(n, t) for n, t in _CORE] + [pa.field(n, col.types[n]) for n in extra]
+    arrays = [pa.array(_column(col.alert_rows, f), type=f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in the final ``schema``: same, widened, or as text like the collector."""
+    arrays = []
+    for f in schema:
+        if f.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+            continue
+        col = table[f.name]
+        if col.type == f.type:
+            arrays.append(col)
+        elif pa.types.is_string(f.type):
+            rows = [{f.name: v} for v in col.to_pylist()]
+            arrays.append(pa.array(_column(rows, f), type=f.type))
+        else:  # int32 → int64, float32 → float64: exact
+            arrays.append(col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
