@@ -86,7 +86,11 @@ def test_every_input_point_is_in_the_cleaned_table(ran) -> None:
     assert summary["clean"]["kept"] == int(np.count_nonzero((cm & M.REMOVED) == 0))
     removed = summary["clean"]["removed"]
     assert sum(removed.values()) + summary["clean"]["kept"] == len(clean)
-    assert removed["excluded"] == 2  # the two negative-difference detections
+    # the two negative-difference detections, and the cadences ingest_tess flagged with bit 33
+    # (FLAG_QUALITY_MASKED, its default preset: 1158 TESS + 207 K2), excluded by the default
+    # features.exclude_flags; the quality step (same preset) then finds none left
+    assert removed["excluded"] == 2 + 1158 + 207
+    assert removed["quality"] == 0
     ztf = clean[clean["survey"] == "ztf"]
     spikes = ztf.groupby("object_id")["raw_value"].idxmin()
     assert (clean.loc[spikes, "clean_mask"] & M.OUTLIER).all()

@@ -31,7 +31,7 @@ LC_TABLE = TableConfig(path="lc.parquet", build="make lc", completeness={"object
 def _lc(**columns: Any) -> pd.DataFrame:
     base = {
         "object_id": ["a", "a", "b"],
-        "survey": "ztf",
+        "survey": "ZTF",
         "source": "alert",
         "band": ["zg", "zg", "zr"],
         "mjd": [58194.0, 58195.0, 58194.0],
@@ -81,7 +81,12 @@ def test_edges_pass_upper_limits_may_lack_mag(gx_context: Any) -> None:
         ({"dec": [-90.0, -90.0, 90.001]}, "dec in [-90, 90] deg (nulls ignored)"),
         ({"mag": [18.0, np.nan, 9.9]}, "mag in [10, 25] mag (nulls ignored)"),
         ({"limiting_mag": [20.0, 25.5, 20.0]}, "limiting_mag in [10, 25] mag (nulls ignored)"),
-        ({"mjd": [58194.0, 58195.0, 62000.5]}, "mjd in [57000, 62000] d (nulls ignored)"),
+        (
+            {"mjd": [58194.0, 58195.0, 62000.5]},
+            "mjd in [57000, 62000] d where survey is ZTF (nulls ignored)",
+        ),
+        ({"band": ["zg", "zg", "TESS"]}, "band in {zg, zr, zi} where survey is ZTF"),
+        ({"survey": ["ZTF", "ZTF", "ztf"]}, "survey in {ZTF, Kepler, K2, TESS}"),
         ({"object_id": ["a", None, "b"]}, "object_id non-null in >= 100% of rows"),
     ],
 )
@@ -96,6 +101,56 @@ def test_each_edge_violation_is_the_only_failure(
     )
     assert [o.rule for o in report.failed] == [rule]
     assert report.failed[0].observed["unexpected_count"] == 1
+
+
+def _kepler_and_ztf(mjd: float) -> pd.DataFrame:
+    """A ZTF row at MJD 58194 and a Kepler flux row at ``mjd`` (plus a ZTF row at ``mjd``)."""
+    return _lc(
+        object_id=["ZTF18a", "KIC 11446443", "ZTF18b"],
+        survey=["ZTF", "Kepler", "ZTF"],
+        band=["zg", "Kepler", "zr"],
+        mjd=[58194.0, mjd, mjd],
+        mag=[18.0, np.nan, 19.0],
+        is_upper_limit=[False, False, False],
+        flux=[np.nan, 1.2e6, np.nan],
+        flux_err=[np.nan, 30.0, np.nan],
+    )
+
+
+def test_mjd_and_band_are_checked_against_the_rows_survey(gx_context: Any) -> None:
+    """MJD 55000 (2009-06-18) is Kepler's era, not ZTF's: the Kepler row passes and the ZTF
+    row at the same time fails, alone; the message names ZTF's range."""
+    contract = lightcurves_contract(LC_TABLE, RANGES)
+    report = validate_frame(_kepler_and_ztf(55000.0), contract, path="lc", context=gx_context)
+    assert [o.rule for o in report.failed] == [
+        "mjd in [57000, 62000] d where survey is ZTF (nulls ignored)"
+    ]
+    assert report.failed[0].observed["unexpected_count"] == 1
+    assert report.failed[0].observed["unexpected_examples"] == [55000.0]
+    # the same rows with the ZTF row moved into ZTF's era: all pass
+    df = _kepler_and_ztf(55000.0)
+    df.loc[df["object_id"] == "ZTF18b", "mjd"] = 58195.0
+    report = validate_frame(df, contract, path="lc", context=gx_context)
+    assert report.success, [(o.rule, o.observed) for o in report.failed]
+    # and a Kepler row in ZTF's era fails Kepler's range (prime mission ended 2013)
+    df.loc[df["survey"] == "Kepler", "mjd"] = 58195.5
+    report = validate_frame(df, contract, path="lc", context=gx_context)
+    assert [o.rule for o in report.failed] == [
+        "mjd in [54900, 56500] d where survey is Kepler (nulls ignored)"
+    ]
+
+
+def test_survey_ranges_are_typed_and_need_ztf() -> None:
+    from astropipe.validation.config import SurveyRange
+
+    ranges = RangesConfig(surveys={"TESS": SurveyRange(mjd=[58300.0, 62000.0], bands=["TESS"])})
+    with pytest.raises(ConfigError, match=r"validation\.ranges\.surveys: no 'ZTF' entry"):
+        ranges.validate()
+    with pytest.raises(ConfigError, match=r"no 'ZTF' entry; listed: \['TESS'\]"):
+        contract_for("alerts", TableConfig(path="a.parquet", build="make a"), ranges)
+    bad = RangesConfig(surveys={"ZTF": SurveyRange(mjd=[62000.0, 57000.0], bands=["zg"])})
+    with pytest.raises(ConfigError, match=r"validation\.ranges\.surveys\.ZTF\.mjd"):
+        bad.validate()
 
 
 def test_missing_column_is_reported_not_raised(gx_context: Any) -> None:

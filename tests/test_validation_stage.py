@@ -58,7 +58,7 @@ def lightcurves() -> pd.DataFrame:
     base = pd.DataFrame(
         {
             "object_id": ["ZTF18aaaaaaa"] * 3 + ["ZTF19bbbbbbb"] * 2,
-            "survey": "ztf",
+            "survey": "ZTF",
             "source": ["alert", "alert", "alert", "dr", "dr"],
             "band": ["zg", "zg", "zr", "zg", "zg"],
             "mjd": [58194.1, 58195.2, 58194.1, 60229.43, 60230.41],
@@ -101,10 +101,19 @@ def alerts() -> pd.DataFrame:
 def features() -> pd.DataFrame:
     """One row per (object_id, band); skew/kurtosis undefined (NaN) for the short group."""
     df = pd.DataFrame(
-        {"object_id": ["ZTF18aaaaaaa", "ZTF19bbbbbbb"], "band": ["zg", "zg"], "n_obs": [2, 2]}
+        {
+            "object_id": ["ZTF18aaaaaaa", "ZTF19bbbbbbb"],
+            "band": ["zg", "zg"],
+            "survey": ["ZTF", "ZTF"],
+            "n_obs": [2, 2],
+        }
     )
     for col in FEATURE_FLOATS:
         df[col] = 0.5
+    # the survey contract checks each row's first and last MJD against ZTF's era
+    df["mjd_first"] = [58194.1, 60229.43]
+    df["mjd_last"] = [58195.2, 60230.41]
+    df["mjd_peak"] = [58194.1, 60229.43]
     df["mean"] = [18.25, 19.25]
     df["median"] = [18.25, 19.25]
     df["skew"] = [np.nan, 0.1]
@@ -188,6 +197,14 @@ BREAKS = {
     "lc-mag-99": ("lightcurves", lambda d: _set(d, "mag", 0, 99.0), "mag", "between"),
     "lc-mjd-40000": ("lightcurves", lambda d: _set(d, "mjd", 4, 40000.0), "mjd", "between"),
     "lc-band-unknown": ("lightcurves", lambda d: _set(d, "band", 0, "r"), "band", "in_set"),
+    # a Kepler band on a ZTF row: allowed somewhere, not for this survey
+    "lc-band-other-survey": (
+        "lightcurves",
+        lambda d: _set(d, "band", 0, "Kepler"),
+        "band",
+        "in_set",
+    ),
+    "lc-survey-unknown": ("lightcurves", lambda d: _set(d, "survey", 0, "ztf"), "survey", "in_set"),
     "lc-detection-without-mag": (
         "lightcurves",
         lambda d: _set(d, "mag", 1, np.nan),
@@ -247,6 +264,14 @@ BREAKS = {
         "expect_column_values_to_be_of_type",
     ),
     "features-negative-std": ("features", lambda d: _set(d, "std", 0, -1.0), "std", "between"),
+    # Kepler-era times on a ZTF row
+    "features-mjd-first-55000": (
+        "features",
+        lambda d: _set(d, "mjd_first", 0, 55000.0),
+        "mjd_first",
+        "between",
+    ),
+    "features-missing-survey": ("features", _drop("survey"), "survey", "expect_column_to_exist"),
 }
 
 
@@ -393,7 +418,13 @@ def test_new_context_per_run_gives_the_same_summary(
             1.5,
             r"candid: 1.5 is not valid; expected a fraction in \[0, 1\]",
         ),
-        (("ranges", "mjd"), [62000.0, 57000.0], r"validation\.ranges\.mjd"),
+        (
+            ("ranges", "surveys", "ZTF", "mjd"),
+            [62000.0, 57000.0],
+            r"validation\.ranges\.surveys\.ZTF\.mjd: expected \[min, max\]",
+        ),
+        (("ranges", "surveys", "ZTF"), {"mjd": [57000.0, 62000.0]}, r"surveys\.ZTF\.bands"),
+        (("ranges", "mjd"), [57000.0, 62000.0], r"unknown key\(s\) \['mjd'\]"),
         (("tables", "images"), {"path": "x", "build": "y"}, r"unknown table\(s\) \['images'\]"),
         (("colour",), "red", r"unknown key\(s\) \['colour'\]"),
     ],

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
+from astropipe.errors import AstropipeError
 from astropipe.features.clean import CleanConfig, catalog_ephemerides, clean_lightcurves
 from astropipe.features.clean.masks import REMOVED, STEP_BITS
 from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
@@ -23,10 +24,10 @@ from astropipe.features.extract import (
     compute_features,
 )
 from astropipe.io.tables import read_parquet, write_json, write_parquet
-from astropipe.lightcurve import FLAG_NEGATIVE_DIFF
+from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, FLAG_QUALITY_MASKED
 from astropipe.provenance import provenance, relpath, sha256_file
 
-__all__ = ["FeaturesConfig", "run", "FEATURES_SCHEMA"]
+__all__ = ["FeaturesConfig", "SurveyMixError", "run", "FEATURES_SCHEMA"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ FEATURES_SCHEMA = pa.schema(
     [
         pa.field("object_id", pa.string(), nullable=False),
         pa.field("band", pa.string(), nullable=False),
+        # the light curves' survey (ZTF, TESS, Kepler, K2): the validate stage checks each
+        # row's band and MJD against its survey's range
+        pa.field("survey", pa.string(), nullable=False),
     ]
     + [pa.field(c, pa.int64() if c == "n_obs" else pa.float64()) for c in OUTPUT_COLUMNS]
 )
@@ -91,9 +95,15 @@ class FeaturesPlots:
 class FeaturesConfig:
     """The ``features`` section of params.yaml."""
 
-    inputs: NonEmptyList = field(default_factory=lambda: ["data/raw/ztf/lightcurves.parquet"])
+    inputs: NonEmptyList = field(
+        default_factory=lambda: [
+            "data/raw/ztf/lightcurves.parquet",
+            "data/raw/tess/lightcurves.parquet",
+        ]
+    )
     min_points: PositiveInt = 3
-    exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF
+    # ZTF negative-difference alerts and TESS/Kepler cadences masked by ingest_tess's preset
+    exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF | FLAG_QUALITY_MASKED
     clean: CleanConfig = field(default_factory=CleanConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     plots: FeaturesPlots = field(default_factory=FeaturesPlots)
@@ -111,6 +121,28 @@ def _load(cfg: FeaturesConfig) -> tuple[pd.DataFrame, dict[str, str]]:
         frames.append(read_parquet(path).to_pandas())
         hashes[relpath(path)] = sha256_file(path)
     return pd.concat(frames, ignore_index=True), hashes
+
+
+class SurveyMixError(AstropipeError, ValueError):
+    """One ``(object_id, band)`` group holds points of more than one survey."""
+
+
+def _with_survey(feats: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
+    """``feats`` with a ``survey`` column after ``band``: the survey of its group's points."""
+    per = kept.groupby(["object_id", "band"], sort=True)["survey"].agg(["first", "nunique"])
+    mixed = per[per["nunique"] > 1]
+    if len(mixed):
+        oid, band = mixed.index[0]
+        rows = (kept["object_id"] == oid) & (kept["band"] == band)
+        raise SurveyMixError(
+            f"features.inputs: object {oid!r} band {band!r} has points of several surveys "
+            f"{sorted(kept.loc[rows, 'survey'].unique())}; give each survey's objects distinct "
+            "object_id values."
+        )
+    survey = per["first"].reindex(pd.MultiIndex.from_frame(feats[["object_id", "band"]]))
+    out = feats.copy()
+    out.insert(2, "survey", survey.to_numpy(object))
+    return out
 
 
 def _ephemerides(cfg: FeaturesConfig, hashes: dict[str, str]) -> pd.DataFrame | None:
@@ -134,7 +166,7 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         lc, cfg.clean, exclude_flags=cfg.exclude_flags, ephemerides=_ephemerides(cfg, hashes)
     )
     kept = cleaned[(cleaned["clean_mask"].to_numpy() & REMOVED) == 0]
-    feats = compute_features(kept, cfg=cfg.extract, min_points=cfg.min_points)
+    feats = _with_survey(compute_features(kept, cfg=cfg.extract, min_points=cfg.min_points), kept)
     groups = kept.groupby(["object_id", "band"]).ngroups if len(kept) else 0
     summary = {
         "detections_used": len(kept),

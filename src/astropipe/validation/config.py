@@ -11,6 +11,7 @@ from astropipe.errors import ConfigError
 
 __all__ = [
     "TableConfig",
+    "SurveyRange",
     "RangesConfig",
     "FramesConfig",
     "CubeCollectionConfig",
@@ -48,27 +49,65 @@ class TableConfig:
 
 
 @dataclass(frozen=True)
+class SurveyRange:
+    """One survey's plausible MJD range and band names (a value of the ``survey`` column)."""
+
+    mjd: Pair
+    bands: NonEmptyList
+
+
+def _default_surveys() -> dict[str, SurveyRange]:
+    # The same values as conf/validation/default.yaml (the mission dates are cited there).
+    return {
+        "ZTF": SurveyRange(mjd=[57000.0, 62000.0], bands=["zg", "zr", "zi"]),
+        "Kepler": SurveyRange(mjd=[54900.0, 56500.0], bands=["Kepler"]),
+        "K2": SurveyRange(mjd=[56650.0, 58500.0], bands=["Kepler"]),
+        "TESS": SurveyRange(mjd=[58300.0, 62000.0], bands=["TESS"]),
+    }
+
+
+#: The survey whose range applies to tables without a ``survey`` column (alerts.parquet).
+ALERTS_SURVEY = "ZTF"
+
+
+@dataclass(frozen=True)
 class RangesConfig:
-    """Plausibility ranges shared by the contracts."""
+    """Plausibility ranges shared by the contracts.
+
+    ``surveys`` maps each value of a table's ``survey`` column to its MJD range and bands; the
+    light-curve, cleaned light-curve and features contracts check each row against its own
+    survey's entry (and refuse a survey not listed), the alerts contract uses ``ZTF``'s.
+    """
 
     ra: Pair = field(default_factory=lambda: [0.0, 360.0])
     dec: Pair = field(default_factory=lambda: [-90.0, 90.0])
     mag: Pair = field(default_factory=lambda: [10.0, 25.0])
     limiting_mag: Pair = field(default_factory=lambda: [10.0, 25.0])
-    mjd: Pair = field(default_factory=lambda: [57000.0, 62000.0])
-    bands: NonEmptyList = field(default_factory=lambda: ["zg", "zr", "zi"])
+    surveys: dict[str, SurveyRange] = field(default_factory=_default_surveys)
 
     def validate(self) -> RangesConfig:
-        """Check every ``[min, max]`` pair; return self."""
-        for name in ("ra", "dec", "mag", "limiting_mag", "mjd"):
-            pair = getattr(self, name)
+        """Check every ``[min, max]`` pair and the survey entries; return self."""
+        pairs = [(f"validation.ranges.{n}", getattr(self, n)) for n in ("ra", "dec", "mag")]
+        pairs.append(("validation.ranges.limiting_mag", self.limiting_mag))
+        pairs += [(f"validation.ranges.surveys.{s}.mjd", r.mjd) for s, r in self.surveys.items()]
+        for where, pair in pairs:
             if len(pair) != 2 or not pair[0] < pair[1]:
-                raise ConfigError(
-                    f"validation.ranges.{name}: expected [min, max] with min < max, found {pair}."
-                )
-        if not self.bands:
-            raise ConfigError("validation.ranges.bands: list at least one band name.")
+                raise ConfigError(f"{where}: expected [min, max] with min < max, found {pair}.")
+        if ALERTS_SURVEY not in self.surveys:
+            raise ConfigError(
+                f"validation.ranges.surveys: no {ALERTS_SURVEY!r} entry; the alerts contract "
+                f"uses it. Add {ALERTS_SURVEY}: {{mjd: [min, max], bands: [...]}}."
+            )
         return self
+
+    def survey(self, name: str) -> SurveyRange:
+        """The entry of survey ``name`` (a :class:`ConfigError` naming the key if absent)."""
+        try:
+            return self.surveys[name]
+        except KeyError:
+            raise ConfigError(
+                f"validation.ranges.surveys: no {name!r} entry; listed: {sorted(self.surveys)}."
+            ) from None
 
 
 def _fraction(value: float, where: str) -> float:

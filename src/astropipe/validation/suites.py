@@ -10,7 +10,10 @@ fails its ``expect_column_to_exist`` expectation (and the column's other expecta
 missing column instead of a value).
 
 The contracts follow issue 2 §5: columns and dtypes, ra in [0, 360), dec in [-90, 90],
-plausible magnitudes, MJD in ZTF's era, unique keys, and completeness (non-null fractions).
+plausible magnitudes, MJD in each survey's era, unique keys, and completeness (non-null
+fractions). Tables with a ``survey`` column (light curves, features) are checked row by row
+against their survey's entry of ``validation.ranges.surveys`` (MJD range, band names); a survey
+not listed there fails ``survey in {...}``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from great_expectations.expectations.row_conditions import Column  # noqa: E402
 from astropipe.errors import ConfigError  # noqa: E402
 from astropipe.features.stage import FEATURES_SCHEMA  # noqa: E402
 from astropipe.lightcurve import LIGHTCURVE_KEY, LIGHTCURVE_SCHEMA  # noqa: E402
-from astropipe.validation.config import RangesConfig, TableConfig  # noqa: E402
+from astropipe.validation.config import (  # noqa: E402
+    ALERTS_SURVEY,
+    RangesConfig,
+    TableConfig,
+)
 
 __all__ = [
     "Rule",
@@ -205,6 +212,30 @@ def _in_set(col: str, values: Sequence[object]) -> Rule:
     )
 
 
+def _by_survey(ranges: RangesConfig, *, mjd: Sequence[str] = ("mjd",)) -> list[Rule]:
+    """``survey`` is listed, and each row's ``mjd`` columns and ``band`` are in its survey's
+    range and band set (one conditioned expectation per survey and column)."""
+    rules = [_in_set("survey", list(ranges.surveys))]
+    for name, sr in ranges.surveys.items():
+        cond = Column("survey") == name
+        for col in mjd:
+            kwargs = {
+                "column": col,
+                "min_value": sr.mjd[0],
+                "max_value": sr.mjd[1],
+                "row_condition": cond,
+            }
+            text = (
+                f"{col} in [{_fmt(sr.mjd[0])}, {_fmt(sr.mjd[1])}] d where survey is {name}"
+                " (nulls ignored)"
+            )
+            rules.append(Rule(gxe.ExpectColumnValuesToBeBetween, kwargs, text))
+        kwargs = {"column": "band", "value_set": list(sr.bands), "row_condition": cond}
+        text = f"band in {{{', '.join(sr.bands)}}} where survey is {name}"
+        rules.append(Rule(gxe.ExpectColumnValuesToBeInSet, kwargs, text))
+    return rules
+
+
 def _unique(cols: Sequence[str]) -> Rule:
     if len(cols) == 1:
         return Rule(gxe.ExpectColumnValuesToBeUnique, {"column": cols[0]}, f"{cols[0]} is unique")
@@ -226,13 +257,14 @@ def alerts_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
         ),
         _unique(["candid"]),
         *_sky(ranges),
-        _between("mjd", *ranges.mjd, unit="d"),
+        # alerts.parquet has no survey column: every alert is ZTF's
+        _between("mjd", *ranges.survey(ALERTS_SURVEY).mjd, unit="d"),
         _between("magpsf", *ranges.mag, unit="mag"),
         _between("sigmapsf", 0.0, None, unit="mag"),
         _between("rb", 0.0, 1.0),
         _between("drb", 0.0, 1.0),
         _in_set("fid", [1, 2, 3]),
-        _in_set("band", ranges.bands),
+        _in_set("band", ranges.survey(ALERTS_SURVEY).bands),
         _in_set("isdiffpos", ["t", "f"]),
     ]
     return Contract("alerts", cols, tuple(rules))
@@ -242,21 +274,21 @@ def lightcurves_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     """Contract of ``lightcurves.parquet`` (the common light-curve schema)."""
     cols = LIGHTCURVE_COLUMNS
     rules = _structure(cols) + _completeness("lightcurves", cols, table.completeness)
-    detections = Column("is_upper_limit") == False  # noqa: E712  (a GX condition, not a bool)
+    # flux surveys (TESS/Kepler/K2) fill flux instead of mag
+    detections = (Column("is_upper_limit") == False) & Column("flux").is_null()  # noqa: E712
     rules += [
         Rule(
             gxe.ExpectColumnValuesToNotBeNull,
             {"column": "mag", "row_condition": detections},
-            "mag non-null on every detection (is_upper_limit false)",
+            "mag non-null on every detection without a flux (is_upper_limit false, flux null)",
         ),
         _unique(list(LIGHTCURVE_KEY)),
         *_sky(ranges),
-        _between("mjd", *ranges.mjd, unit="d"),
         _between("mag", *ranges.mag, unit="mag"),
         _between("limiting_mag", *ranges.limiting_mag, unit="mag"),
         _between("mag_err", 0.0, None, unit="mag"),
         _between("flux_err", 0.0, None),
-        _in_set("band", ranges.bands),
+        *_by_survey(ranges),
     ]
     return Contract("lightcurves", cols, tuple(rules))
 
@@ -300,7 +332,7 @@ def features_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
         _between("ls_power", 0.0, 1.0),
         _between("ls_fap", 0.0, 1.0),
         _between("cdpp", 0.0, None, unit="ppm"),
-        _in_set("band", ranges.bands),
+        *_by_survey(ranges, mjd=("mjd_first", "mjd_last")),
     ]
     return Contract("features", cols, tuple(rules))
 
