@@ -8,7 +8,7 @@ their declared types, and leaves the rest free:
   (strings), ``s_ra, s_dec, t_min, t_max`` (float64), ``calib_level`` (int64); unique on
   ``(obsid, objID)`` (one row per observation plane), RA/Dec in range, ``t_min <= t_max``,
   MJDs between 1950 and 2100 (HST and GALEX samples start in the 1990s, so the ZTF-era
-  ``validation.ranges.mjd`` does not apply), ``calib_level`` in 0-4 (CAOM's levels);
+  ``validation.ranges.surveys`` ranges do not apply), ``calib_level`` in 0-4 (CAOM's levels);
 - products: ``obsID, dataURI, productFilename, productType`` (strings), ``size`` (int64);
   unique on ``(obsID, dataURI)``, ``dataURI`` a ``mast:`` URI, ``size >= 0``.
 """
