@@ -156,3 +156,22 @@ def test_cleaning_config_is_typed() -> None:
 
     with pytest.raises(ConfigError, match=r"features.clean.detrend.method: 'spline'"):
         FeaturesConfig.from_params({"features": {"clean": {"detrend": {"method": "spline"}}}})
+
+
+def test_ztf_catflags_apply_to_ztf_rows_named_as_the_ingest_writes_them() -> None:
+    """Regression: the quality step compared survey with 'ztf' while ZTF rows say 'ZTF', so
+    features.clean.quality.ztf_catflags never removed anything."""
+    from astropipe.features.clean.pipeline import _quality_bad
+
+    cfg = FeaturesConfig.from_params(
+        {"features": {"clean": {"quality": {"ztf_catflags": 32768}}}}
+    ).clean
+    lc = pd.DataFrame(
+        {
+            "survey": ["ZTF", "ZTF", "TESS"],
+            "flags": np.array([32768, 0, 32768], dtype=np.int64),
+            "quality": np.zeros(3, dtype=np.int64),
+            "mission": ["", "", "TESS"],
+        }
+    )
+    assert _quality_bad(lc, cfg).tolist() == [True, False, False]

@@ -8,7 +8,7 @@ column     dtype     meaning
 ========== ========= ==========================================================================
 object_id  str       the object
 band       str       the passband (ZTF ``zg``/``zr``/``zi``, ``TESS``, ``Kepler``...)
-survey     str       ``ztf``, ``tess``, ``kepler``... (accepted; no feature depends on it)
+survey     str       ``ZTF``, ``TESS``, ``Kepler``, ``K2`` (as the ingests write it)
 mjd        float64   time of the point (d)
 value      float64   magnitude (``kind == 'mag'``) or flux (``kind == 'flux'``)
 err        float64   1-sigma error of ``value`` (NaN when unknown)

@@ -251,7 +251,7 @@ def _quality_bad(lc: pd.DataFrame, cfg: CleanConfig) -> np.ndarray:
     """True where a row has a quality bit of the configured setting."""
     bad = np.zeros(len(lc), dtype=bool)
     flags = _column(lc, "flags", np.int64, 0)
-    ztf = _column(lc, "survey", object, "") == "ztf"
+    ztf = _column(lc, "survey", object, "") == "ZTF"
     if cfg.quality.ztf_catflags:
         bad |= ztf & ((flags & SURVEY_FLAGS_MASK & cfg.quality.ztf_catflags) != 0)
     quality = _column(lc, "quality", np.int64, 0)
