@@ -174,6 +174,7 @@ def test_streamed_tables_equal_the_in_memory_tables_whatever_the_batch(
     night = _night_dir(tmp_path)
     # several row groups and light-curve buckets even on the sample
     monkeypatch.setattr(spill, "ROW_GROUP_ROWS", 16)
+    monkeypatch.setattr(spill, "ALERT_GROUP_ROWS", 16)
     monkeypatch.setattr(spill, "BUCKET_ROWS", 3000)
     snaps, reports = [], []
     for batch in (3, 256):

@@ -11,7 +11,7 @@ When every packet is read:
 - the ``candid`` winners are chosen by the same rule as
   :meth:`~astropipe.ztf.collector.AlertCollector.winners` (newest schema, then smallest SHA-256,
   then the first seen), from the in-memory keys;
-- ``alerts.parquet`` is written in row groups of :data:`ROW_GROUP_ROWS` rows in ``(jd, candid)``
+- ``alerts.parquet`` is written in row groups of :data:`ALERT_GROUP_ROWS` rows in ``(jd, candid)``
   order, each group gathered from the spilled batches and cast to the night's final column
   types (widened, or text, as the collector does);
 - the winners' light-curve rows are routed to buckets by ``object_id`` prefix (consecutive
@@ -43,14 +43,22 @@ from astropipe.lightcurve import LIGHTCURVE_SCHEMA, to_lightcurve_table
 from astropipe.ztf.collector import _CORE, _CORE_NAMES, _WIDER, AlertCollector, AlertMeta, _column
 from astropipe.ztf.collector import _version_key as version_key
 
-__all__ = ["AlertSpill", "ParquetStream", "ROW_GROUP_ROWS", "BUCKET_ROWS", "PREFIX_CHARS"]
+__all__ = [
+    "AlertSpill", "ParquetStream", "ROW_GROUP_ROWS", "ALERT_GROUP_ROWS", "BUCKET_ROWS",
+    "PREFIX_CHARS", "parquet_meta",
+]  # fmt: skip
 
-#: Rows per row group of the final tables.
+#: Rows per row group of ``lightcurves.parquet`` (14 columns: ~15 MB in memory).
 ROW_GROUP_ROWS = 1 << 17
-#: Light-curve rows per bucket (consecutive object_id prefixes are merged up to this).
-BUCKET_ROWS = 1 << 19
-#: Characters of ``object_id`` that choose a bucket (``ZTF18ab``).
-PREFIX_CHARS = 7
+#: Rows per row group of ``alerts.parquet`` (over 100 columns: ~20 MB in memory).
+ALERT_GROUP_ROWS = 1 << 14
+#: Light-curve rows per bucket (consecutive object_id prefixes are merged up to this); a
+#: bucket is deduplicated in pandas, about 1 kB per row at its peak.
+BUCKET_ROWS = 1 << 17
+#: Characters of ``object_id`` that choose a bucket (``ZTF18abcde``: ZTF names are given in
+#: sequence within a year, so a night's objects share their first letters; ten characters
+#: split them into groups of at most 26^2 names, whose rows bound a bucket's size).
+PREFIX_CHARS = 10
 
 _LC_TYPES = {
     "object_id": pa.string(),
@@ -286,10 +294,10 @@ class AlertSpill:
         order = win[np.lexsort((self._key("candid")[win], self._key("jd")[win]))]
         schema = pa.schema(self.alert_fields())
         batch, row = self._key("batch"), self._key("row")
-        out = ParquetStream(path, schema, meta, ROW_GROUP_ROWS)
+        out = ParquetStream(path, schema, meta, ALERT_GROUP_ROWS)
         try:
-            for start in range(0, len(order), ROW_GROUP_ROWS):
-                chunk = order[start : start + ROW_GROUP_ROWS]
+            for start in range(0, len(order), ALERT_GROUP_ROWS):
+                chunk = order[start : start + ALERT_GROUP_ROWS]
                 out.write(self._gather(chunk, batch[chunk], row[chunk], schema))
         except BaseException:
             out.abort()
