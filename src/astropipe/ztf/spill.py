@@ -239,12 +239,22 @@ class AlertSpill:
         return int(self._key("stamps")[self.winners].astype(np.int64).sum())
 
     def _rows(self, seqs: np.ndarray, columns: list[str]) -> list[dict[str, Any]]:
+        """Columns of the rows ``seqs`` (global row numbers), each spill file read once."""
         batch, row = self._key("batch")[seqs], self._key("row")[seqs]
-        out = []
-        for b, r in zip(batch.tolist(), row.tolist(), strict=True):
+        out: list[dict[str, Any]] = [{} for _ in range(len(seqs))]
+        for b in np.unique(batch).tolist():
+            sel = np.flatnonzero(batch == b)
             t = pq.read_table(self.workdir / f"a{b:07d}.parquet", columns=columns)
-            out.append(t.slice(r, 1).to_pylist()[0])
+            for i, values in zip(sel.tolist(), t.take(pa.array(row[sel])).to_pylist(), strict=True):
+                out[i] = values
         return out
+
+    def _group_rows(
+        self, groups: list[tuple[Any, int, list[int]]], columns: list[str]
+    ) -> list[list[dict[str, Any]]]:
+        flat = [i for _, _, idx in groups for i in idx]
+        rows = iter(self._rows(np.array(flat, dtype=np.int64), columns))
+        return [[next(rows) for _ in idx] for _, _, idx in groups]
 
     def duplicate_groups(self) -> list[tuple[Any, int, list[int]]]:
         """``(candid, winner, [rows in input order])`` of every duplicated ``candid``."""
@@ -261,8 +271,10 @@ class AlertSpill:
     def duplicates(self) -> list[dict[str, Any]]:
         """As :meth:`AlertCollector.duplicates`."""
         out = []
-        for candid, win, idx in self.duplicate_groups():
-            rows = self._rows(np.array(idx), ["packet", "_sha256"])
+        groups = self.duplicate_groups()
+        for (candid, win, idx), rows in zip(
+            groups, self._group_rows(groups, ["packet", "_sha256"]), strict=True
+        ):
             kept = rows[idx.index(win)]["packet"]
             out.append(
                 {
@@ -277,8 +289,10 @@ class AlertSpill:
     def duplicate_metas(self) -> list[tuple[AlertMeta, list[AlertMeta]]]:
         """``(winner, every packet)`` metadata of each duplicated ``candid`` (stamp cleanup)."""
         out = []
-        for _, win, idx in self.duplicate_groups():
-            rows = self._rows(np.array(idx), ["_sha256", "_stamps"])
+        groups = self.duplicate_groups()
+        for (_, win, idx), rows in zip(
+            groups, self._group_rows(groups, ["_sha256", "_stamps"]), strict=True
+        ):
             metas = [AlertMeta(r["_sha256"], 0, tuple(r["_stamps"] or ())) for r in rows]
             out.append((metas[idx.index(win)], metas))
         return out
