@@ -25,6 +25,7 @@ __all__ = [
     "committed_lock",
     "dirty_inputs",
     "lock_differences",
+    "input_differences",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,4 +129,25 @@ def lock_differences(expected: Mapping, found: Mapping) -> list[str]:
             for path in sorted(set(ea) | set(eb)):
                 if ea.get(path) != eb.get(path):
                     diffs.append(f"{name} {kind[:-1]} {path}: {ea.get(path)} -> {eb.get(path)}")
+    return diffs
+
+
+def input_differences(expected: Mapping, found: Mapping) -> list[str]:
+    """What differs in the *inputs* two locks record: stages, commands, params, and deps that
+    no stage produces (source code, sample data).
+
+    Deps produced by another stage are left out: they follow that stage's outputs, which differ
+    between platforms when a computation is not bit-reproducible. Input differences mean the
+    lock was not re-made after a change; output-only differences mean a platform difference.
+    """
+    a, b = expected.get("stages", {}), found.get("stages", {})
+    produced = {o["path"] for st in (*a.values(), *b.values()) for o in st.get("outs", [])}
+    diffs = [f"stage {n}: in one lock only" for n in sorted(set(a) ^ set(b))]
+    for name in sorted(set(a) & set(b)):
+        for kind in ("cmd", "params"):
+            if a[name].get(kind) != b[name].get(kind):
+                diffs.append(f"{name}: {kind} differ")
+        da = {e["path"]: e.get("md5") for e in a[name].get("deps", []) if e["path"] not in produced}
+        db = {e["path"]: e.get("md5") for e in b[name].get("deps", []) if e["path"] not in produced}
+        diffs += [f"{name} dep {p}" for p in sorted(set(da) | set(db)) if da.get(p) != db.get(p)]
     return diffs

@@ -15,6 +15,7 @@ from repo_copy import (
     committed_lock,
     copy_repo,
     dirty_inputs,
+    input_differences,
     lock_differences,
     out_hashes,
     run_dvc,
@@ -79,10 +80,17 @@ def test_committed_dvc_lock_is_current(first_run: Path) -> None:
             f"dvc.lock at HEAD predates uncommitted changes to {dirty[:6]}: {diffs}. "
             "After changing code, params or data, run `make repro` and commit dvc.lock with them."
         )
+    stale = input_differences(committed, fresh)
+    if stale:
+        pytest.fail(
+            f"the dvc.lock committed at HEAD is stale: HEAD's own code, params or data differ "
+            f"from what it records ({'; '.join(stale[:8])}). Whoever changed them did not "
+            "re-run the pipeline: run `make repro` and commit dvc.lock."
+        )
     pytest.fail(
-        f"a fresh run of the committed code, params and data gives other bytes than the "
-        f"dvc.lock committed at HEAD: {diffs}. Nothing tracked is modified, so this is a "
-        "platform difference (CPU SIMD level, library versions or C library), not a stale "
+        f"a fresh run of the committed code, params and data gives other output bytes than the "
+        f"dvc.lock committed at HEAD: {diffs}. The inputs it records are identical, so this is "
+        "a platform difference (CPU SIMD level, library versions or C library), not a stale "
         "lock: do not re-commit dvc.lock from this machine. Run `pytest "
         "tests/test_simd_levels.py` and see docs/reproducibility.md."
     )

@@ -48,9 +48,10 @@ def test_ztf_negative_difference_rows_keep_their_meaning_at_bit_32() -> None:
     assert int((flags == FLAG_NEGATIVE_DIFF).sum()) == 124  # isdiffpos 'f' / '0' epochs
 
 
-def test_features_default_excludes_negative_difference_and_matches_conf() -> None:
-    assert FeaturesConfig().exclude_flags == FLAG_NEGATIVE_DIFF
-    assert FeaturesConfig.from_params(compose()).exclude_flags == FLAG_NEGATIVE_DIFF
+def test_features_default_excludes_negative_difference_and_masked_quality() -> None:
+    expected = FLAG_NEGATIVE_DIFF | FLAG_QUALITY_MASKED
+    assert FeaturesConfig().exclude_flags == expected
+    assert FeaturesConfig.from_params(compose()).exclude_flags == expected
 
 
 def test_kepler_bit_20_survives_in_flags(tmp_path: Path) -> None:

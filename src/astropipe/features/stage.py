@@ -173,7 +173,6 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         "groups": int(groups),
         "groups_with_features": len(feats),
         "groups_below_min_points": int(groups - len(feats)),
-        "bands": {k: int(v) for k, v in feats["band"].value_counts().sort_index().items()},
         # A few readable numbers for `dvc exp show --only-changed`; per-survey counts are in
         # the cleaned table's metadata.
         "clean": {k: v for k, v in clean_summary.items() if k != "by_survey"},
