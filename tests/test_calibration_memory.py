@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astropipe.calibration import stage
+from astropipe.calibration import science, stage
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.masters import build_masters
 from astropipe.calibration.median import exact_median, numpy_mean
-from astropipe.calibration.science import calibrate_frame
+from astropipe.calibration.science import calibrate_frame, write_science
 from astropipe.calibration.simulate import NightModel, simulate_night
 from astropipe.io import fits as fitsio
 from astropipe.io.fitsstream import ImageSpec, StreamedFits
@@ -161,6 +161,54 @@ def test_banded_and_tiled_cosmics_equal_the_whole_frame():
     for plane in ("sci", "err", "mask"):
         assert getattr(tiled, plane).tobytes() == getattr(whole, plane).tobytes(), plane
     assert tiled.counts == whole.counts
+
+
+def test_cosmic_ray_child_writes_the_same_file_as_in_process(tmp_path):
+    """The cosmic-ray pass run in child processes (replaced every 2 bands, reading the planes
+    from the file being written) gives the same file as in this process, and the mask of one
+    whole-frame call."""
+    cfg = CalibrationConfig()
+    plan = stage.plan_from_params(cfg)[0]
+    built = build_masters(plan, cfg, tile_rows=64, workers=1)
+    sp = plan.science[0]
+    masters = dict(bias=built[sp.bias], flat=built[sp.flat], dark=built[sp.dark])
+    kw = dict(masters, masters={"bias": ("b", "0" * 64)}, band_rows=41, tile_cols=70)
+    here = write_science(sp.frame, cfg, tmp_path / "here.fits", **kw)
+    calls = []
+    real = science.run_in_child
+
+    def spy(spec, bands, on_band, *, tasks_per_child):
+        calls.append((len(bands), tasks_per_child))
+        real(spec, bands, on_band, tasks_per_child=tasks_per_child)
+
+    science.run_in_child = spy
+    try:
+        child = write_science(
+            sp.frame, cfg, tmp_path / "child.fits", cr_band_rows=57, cr_tasks_per_child=2, **kw
+        )
+    finally:
+        science.run_in_child = real
+    assert calls == [(5, 2)]  # 256 rows in bands of 57: three children
+    assert here.cosmic_pixels == child.cosmic_pixels > 20
+    assert (tmp_path / "here.fits").read_bytes() == (tmp_path / "child.fits").read_bytes()
+    whole = calibrate_frame(sp.frame, cfg, **masters)
+    assert child.mask.tobytes() == whole.mask.tobytes()
+
+
+def test_science_bands_at_16k_leave_out_the_start_footprint_not_the_rss():
+    """At 16k x 16k and 512 MB with a 150 MB start footprint: calibration bands of 172 rows,
+    cosmic-ray bands of 454 rows (taller: 16 bytes a pixel of rows, not 128), astroscrappy
+    tiles of ~3.1k columns, and a child replaced every 4 bands; before, with the RSS after the
+    masters (> 256 MB) taken off, both passes fell to 8-row bands."""
+    cfg = CalibrationConfig.from_params({"calibration": {"memory_limit": "512MB"}})
+    bands = stage.science_bands(cfg, (16384, 16384), 1, footprint=150 * 10**6)
+    budget = 512 * 10**6 - 150 * 10**6
+    assert bands.rows == budget // (128 * 16384) == 172
+    assert bands.cr_rows == (budget - budget // 8) // 2 // (16 * 16384) - 2 * 75 == 454
+    assert bands.cols is not None and 3000 < bands.cols < 3300
+    assert bands.tasks_per_child == 4
+    small = stage.science_bands(cfg, (256, 256), 1, footprint=150 * 10**6)
+    assert small.tasks_per_child is None  # a small frame's leak stays under 32 MB: no child
 
 
 def _small_night(tmp_path: Path, size: int) -> Path:

@@ -26,9 +26,12 @@ columns are cut, so it too is the whole-frame value.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from astropipe.calibration.config import CosmicsConfig
+if TYPE_CHECKING:  # annotations only: the cosmic-ray child process imports numpy and no more
+    from astropipe.calibration.config import CosmicsConfig
 
 __all__ = [
     "detect_cosmics",

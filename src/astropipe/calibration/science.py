@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from astropipe.calibration.calibrate import (
 )
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.cosmics import cosmics_margin, cosmics_rows
+from astropipe.calibration.crchild import PassSpec, StoredRows, run_in_child
 from astropipe.calibration.frames import FrameInfo, read_region
 from astropipe.calibration.masters import CHECKSUM_COMMENT, Master, band_loader, detector_for
 from astropipe.calibration.median import exact_median
@@ -51,6 +52,10 @@ __all__ = [
     "Calibrated",
     "calibrate_frame",
     "science_band_rows",
+    "cosmics_band_rows",
+    "cosmics_leak_bytes",
+    "cosmics_handed_pixels",
+    "LEAK_BYTES_PER_PIXEL",
     "science_tile_cols",
     "output_header",
     "science_header",
@@ -137,41 +142,92 @@ _BYTES_PER_COSMICS_ROW_PIXEL = 16
 #: astroscrappy 1.3, including its 2x-subsampled Laplacian).
 _BYTES_PER_COSMICS_TILE_PIXEL = 80
 
+#: Bytes astroscrappy 1.3.0 leaks per pixel of each image handed to it (measured 1.000 with
+#: and without ``inmask``/``invar`` and ``malloc_trim``; see :mod:`~astropipe.calibration.crchild`).
+LEAK_BYTES_PER_PIXEL = 1
+
 #: Fewest rows per band and columns per tile, whatever the budget: progress with a tiny limit.
 _MIN_BAND_ROWS = 8
 _MIN_TILE_COLS = 64
+
+#: Least leak allowed to build up in the cosmic-ray child before it is replaced.
+_MIN_LEAK_BYTES = 32 * 10**6
 
 
 def science_band_rows(
     shape: tuple[int, int], *, budget_bytes: int, held_bytes: int = 0, margin: int = 0
 ) -> int:
-    """Rows per band so that one band fits the budget, in both passes.
-
-    The calibration pass holds :data:`_BYTES_PER_BAND_PIXEL` bytes a band pixel; the
-    cosmic-ray pass holds whole rows of the band and ``margin`` context rows on each side
-    (:data:`_BYTES_PER_COSMICS_ROW_PIXEL`) in half of the budget, leaving the other half to
-    astroscrappy's tiles (:func:`science_tile_cols`). ``held_bytes`` is what is already
-    spoken for. At least :data:`_MIN_BAND_ROWS` rows.
-    """
+    """Rows per band of the calibration pass: :data:`_BYTES_PER_BAND_PIXEL` bytes a band
+    pixel in ``budget_bytes`` less ``held_bytes`` (what is already spoken for). At least
+    :data:`_MIN_BAND_ROWS` rows. ``margin`` is accepted for the callers of the cosmic-ray
+    sizing and ignored: that pass has its own rows (:func:`cosmics_band_rows`)."""
     rows, cols = shape
     free = max(budget_bytes - held_bytes, 0)
-    cols = max(cols, 1)
-    calibrate = free // (_BYTES_PER_BAND_PIXEL * cols)
-    cosmics = free // 2 // (_BYTES_PER_COSMICS_ROW_PIXEL * cols) - 2 * margin
-    return int(min(rows, max(min(calibrate, cosmics), _MIN_BAND_ROWS)))
+    calibrate = free // (_BYTES_PER_BAND_PIXEL * max(cols, 1))
+    return int(min(rows, max(calibrate, _MIN_BAND_ROWS)))
+
+
+def cosmics_leak_bytes(budget_bytes: int) -> int:
+    """What the cosmic-ray pass lets astroscrappy's leak reach before its child process is
+    replaced (see :mod:`~astropipe.calibration.crchild`): an eighth of the budget, set aside
+    from the band sizes, but at least :data:`_MIN_LEAK_BYTES` so a tiny limit does not replace
+    the child after every band."""
+    return max(max(budget_bytes, 0) // 8, _MIN_LEAK_BYTES)
+
+
+def _cosmics_work(budget_bytes: int) -> int:
+    """The budget of the cosmic-ray pass's arrays: ``budget_bytes`` less its eighth for the
+    leak."""
+    return max(budget_bytes, 0) - max(budget_bytes, 0) // 8
+
+
+def cosmics_band_rows(shape: tuple[int, int], *, budget_bytes: int, margin: int = 0) -> int:
+    """Rows per band of the cosmic-ray pass (may be taller than the calibration pass's).
+
+    Of ``budget_bytes`` less an eighth (for astroscrappy's leak), half holds the band's whole
+    rows with ``margin`` context rows on each side (:data:`_BYTES_PER_COSMICS_ROW_PIXEL`), the
+    other half astroscrappy's tiles (:func:`science_tile_cols`). At least
+    :data:`_MIN_BAND_ROWS` rows.
+    """
+    rows, cols = shape
+    work = _cosmics_work(budget_bytes)
+    fit = work // 2 // (_BYTES_PER_COSMICS_ROW_PIXEL * max(cols, 1)) - 2 * margin
+    return int(min(rows, max(fit, _MIN_BAND_ROWS)))
 
 
 def science_tile_cols(
     shape: tuple[int, int], *, band_rows: int, budget_bytes: int, margin: int = 0
 ) -> int | None:
     """Columns per astroscrappy tile (None: whole rows) so that a tile of ``band_rows`` rows
-    with its ``margin`` of context on every side fits half of ``budget_bytes``."""
+    with its ``margin`` of context on every side fits half of ``budget_bytes`` less an
+    eighth (for astroscrappy's leak)."""
     rows, cols = shape
     tall = min(rows, band_rows + 2 * margin)
-    fit = budget_bytes // 2 // (_BYTES_PER_COSMICS_TILE_PIXEL * max(tall, 1)) - 2 * margin
+    work = _cosmics_work(budget_bytes)
+    fit = work // 2 // (_BYTES_PER_COSMICS_TILE_PIXEL * max(tall, 1)) - 2 * margin
     if fit >= cols:
         return None
     return int(max(fit, _MIN_TILE_COLS))
+
+
+def cosmics_handed_pixels(
+    shape: tuple[int, int], *, band_rows: int, tile_cols: int | None, margin: int
+) -> tuple[int, int]:
+    """Pixels astroscrappy is handed (tiles with their context) by the banded pass: the most
+    in one band and the total over the frame; astroscrappy 1.3.0 leaks a byte for each."""
+    rows, cols = shape
+    width = cols if tile_cols is None else max(int(tile_cols), 1)
+    if width >= cols:
+        wide = cols
+    else:
+        wide = sum(
+            min(c0 + width + margin, cols) - max(c0 - margin, 0) for c0 in range(0, cols, width)
+        )
+    most = total = 0
+    for r0, r1 in band_starts(rows, max(int(band_rows), 1)):
+        n = (min(r1 + margin, rows) - max(r0 - margin, 0)) * wide
+        most, total = max(most, n), total + n
+    return most, total
 
 
 def calibrate_frame(
@@ -184,6 +240,8 @@ def calibrate_frame(
     band_rows: int | None = None,
     tile_cols: int | None = None,
     planes: tuple[Plane, Plane, Plane] | None = None,
+    cr_band_rows: int | None = None,
+    cr_tasks_per_child: int | None = None,
 ) -> Calibrated:
     """Calibrate one science frame with its masters; flag saturation, bad flat, NaN/inf pixels
     and cosmic rays.
@@ -191,8 +249,11 @@ def calibrate_frame(
     The frame is processed in bands of ``band_rows`` rows (None: the whole frame at once);
     every step is per pixel, so the result does not depend on the band height. Each band's
     SCI, ERR and MASK go to ``planes`` (None: new arrays in memory). Cosmic rays are then found
-    on the same bands read back with context rows, in tiles of ``tile_cols`` columns (None:
-    whole rows; see :func:`~astropipe.calibration.cosmics.cosmics_rows`). Pixels whose raw
+    on bands of ``cr_band_rows`` rows (None: ``band_rows``) read back with context rows, in
+    tiles of ``tile_cols`` columns (None: whole rows; see
+    :func:`~astropipe.calibration.cosmics.cosmics_rows`); with ``cr_tasks_per_child`` and
+    planes in a file, in a child process replaced after that many bands
+    (:mod:`~astropipe.calibration.crchild`: astroscrappy leaks). Pixels whose raw
     value or calibrated value is NaN or infinite keep SCI = NaN, get ERR = 0 and the MASK bit
     ``NONFINITE``; they are kept out of the cosmic-ray detection.
     """
@@ -268,28 +329,59 @@ def calibrate_frame(
     if cfg.cosmics.enabled:
         counts["nonfinite"] = 0  # counted again below, with the final MASK
         margin = cosmics_margin(cfg.cosmics)
-        for r0, r1 in band_starts(rows, step):
-            a0, a1 = max(r0 - margin, 0), min(r1 + margin, rows)
-            mask = mask_out.read(a0, a1)
-            # rows above r0 already carry bit 4; detection sees the flags from before it
-            bad = (mask & np.uint8(0xFF ^ COSMIC_RAY)) != 0
-            cr = cosmics_rows(
-                sci_out.read(a0, a1),
-                err=err_out.read(a0, a1),
-                read_noise=det.read_noise,
-                saturation=det.saturation * det.gain,
-                bad=bad,
-                cfg=cfg.cosmics,
-                keep=slice(r0 - a0, r1 - a0),
-                tile_cols=tile_cols,
-                margin=margin,
-            )
-            own = mask[r0 - a0 : r1 - a0]
+        bands = list(band_starts(rows, step if cr_band_rows is None else max(int(cr_band_rows), 1)))
+        saturation = det.saturation * det.gain
+
+        def flag(r0: int, r1: int, cr: np.ndarray) -> None:
+            own = mask_out.read(r0, r1)
             own[cr] |= COSMIC_RAY
             mask_out.write(r0, own)
             count(own)
-            del mask, bad, cr, own
+
+        stored = _stored(planes) if cr_tasks_per_child is not None else None
+        if stored is not None:
+            spec = PassSpec(
+                *stored,
+                read_noise=det.read_noise,
+                saturation=saturation,
+                options=asdict(cfg.cosmics),
+                margin=margin,
+                tile_cols=tile_cols,
+                ignore_bits=COSMIC_RAY,
+            )
+            assert cr_tasks_per_child is not None
+            run_in_child(spec, bands, flag, tasks_per_child=cr_tasks_per_child)
+        else:
+            for r0, r1 in bands:
+                a0, a1 = max(r0 - margin, 0), min(r1 + margin, rows)
+                # rows above r0 already carry bit 4; detection sees the flags from before it
+                bad = (mask_out.read(a0, a1) & np.uint8(0xFF ^ COSMIC_RAY)) != 0
+                cr = cosmics_rows(
+                    sci_out.read(a0, a1),
+                    err=err_out.read(a0, a1),
+                    read_noise=det.read_noise,
+                    saturation=saturation,
+                    bad=bad,
+                    cfg=cfg.cosmics,
+                    keep=slice(r0 - a0, r1 - a0),
+                    tile_cols=tile_cols,
+                    margin=margin,
+                )
+                del bad
+                flag(r0, r1, cr)
+                del cr
     return Calibrated(info, sci_out, err_out, mask_out, det.read_noise, counts)
+
+
+def _stored(planes: tuple[Plane, Plane, Plane]) -> tuple[StoredRows, ...] | None:
+    """The planes as :class:`StoredRows` when all three are unscaled images of files."""
+    out = []
+    for plane in planes:
+        if not isinstance(plane, FitsPlane) or not plane.layout.scaling.identity:
+            return None
+        shape = plane.layout.shape
+        out.append(StoredRows(str(plane.path), plane.layout.offset, plane.layout.dtype, shape))  # type: ignore[arg-type]
+    return tuple(out)
 
 
 def sky_median(cal: Calibrated, *, band_rows: int) -> float | None:
@@ -368,13 +460,16 @@ def write_science(
     masters: Mapping[str, tuple[str, str]],
     band_rows: int | None = None,
     tile_cols: int | None = None,
+    cr_band_rows: int | None = None,
+    cr_tasks_per_child: int | None = None,
 ) -> Calibrated:
     """Calibrate a science frame straight into its FITS file at ``path`` (atomically).
 
     The file holds an empty primary HDU with the header, ``SCI`` (float32, same header),
     ``ERR`` (float32) and ``MASK`` (uint8), with checksums; it is laid out first and each band
     is written at its offset, so the frame is never whole in memory. ``masters`` maps role →
-    (master name, SHA-256 of its file). Returns the frame with its planes in the file.
+    (master name, SHA-256 of its file); the band options are :func:`calibrate_frame`'s.
+    Returns the frame with its planes in the file.
     """
     rows, cols = info.trimmed_shape
     read_noise = detector_for(info, cfg.detector).read_noise
@@ -404,6 +499,8 @@ def write_science(
             band_rows=band_rows,
             tile_cols=tile_cols,
             planes=(out.plane(1), out.plane(2), out.plane(3)),
+            cr_band_rows=cr_band_rows,
+            cr_tasks_per_child=cr_tasks_per_child,
         )
         ncosmic = {"NCOSMIC": cal.cosmic_pixels}
         out.finish({0: ncosmic, 1: ncosmic})

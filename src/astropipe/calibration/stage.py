@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import dask
 
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.cosmics import cosmics_margin
+from astropipe.calibration.crchild import release_free_heap
 from astropipe.calibration.frames import HeaderValueError, discover
 from astropipe.calibration.masters import (
     Master,
@@ -33,6 +35,10 @@ from astropipe.calibration.masters import (
 )
 from astropipe.calibration.plan import CalibrationPlan, MasterSpec, SciencePlan, make_plan
 from astropipe.calibration.science import (
+    LEAK_BYTES_PER_PIXEL,
+    cosmics_band_rows,
+    cosmics_handed_pixels,
+    cosmics_leak_bytes,
     science_band_rows,
     science_tile_cols,
     sky_median,
@@ -44,7 +50,16 @@ from astropipe.io.tables import write_json
 from astropipe.progress import dask_bar
 from astropipe.provenance import inputs_digest, relpath, sha256_file
 
-__all__ = ["run", "plan_from_params", "tile_rows", "science_rows", "science_cols"]
+__all__ = [
+    "run",
+    "plan_from_params",
+    "tile_rows",
+    "science_bands",
+    "science_rows",
+    "science_cols",
+    "start_footprint",
+    "ScienceBands",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,55 +98,90 @@ def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
     return master_tile_rows(cfg, spec, workers)
 
 
-def _budget(cfg: CalibrationConfig, workers: int) -> int:
-    """Bytes each of ``workers`` may use: ``memory_limit`` less what the process holds now
-    (the interpreter, the libraries), at least an eighth of the limit."""
+def start_footprint() -> int:
+    """The process's resident bytes now: measured once at the start of :func:`run`, when
+    the interpreter and the libraries are loaded and no pixel is held yet."""
     import psutil
 
+    return int(psutil.Process().memory_info().rss)
+
+
+def _budget(cfg: CalibrationConfig, workers: int, footprint: int) -> int:
+    """Bytes each of ``workers`` may use: ``memory_limit`` less the ``footprint`` measured
+    at the start of the stage (interpreter, libraries), at least an eighth of the limit.
+
+    The footprint, not the current RSS: after the masters the RSS also holds freed heap that
+    glibc keeps, which would shrink every later band to the floor for no benefit."""
     limit = parse_bytes(cfg.memory_limit)
-    used = psutil.Process().memory_info().rss
-    if used > limit // 2:
+    if footprint > limit // 2:
         log.warning(
-            "calibration.memory_limit=%s: the process already holds %.0f MB; working in "
+            "calibration.memory_limit=%s: the process held %.0f MB at start; working in "
             "small bands (raise the limit for speed)",
             cfg.memory_limit,
-            used / 1e6,
+            footprint / 1e6,
         )
-    return max(limit - used, limit // 8) // max(workers, 1)
+    return max(limit - footprint, limit // 8) // max(workers, 1)
 
 
-def science_rows(cfg: CalibrationConfig, shape: tuple[int, int], workers: int) -> int:
-    """Band height for calibrating science frames of ``shape``, ``workers`` at a time.
+@dataclass(frozen=True)
+class ScienceBands:
+    """How one science frame is cut: rows per band of the calibration pass, rows per band and
+    columns per tile of the cosmic-ray pass, and bands per cosmic-ray child (None: the pass
+    runs in this process)."""
 
-    conf ``tile_rows`` when set; else what one frame's share of ``memory_limit`` (less what
-    the process holds) gives in both passes (see
-    :func:`~astropipe.calibration.science.science_band_rows`). Nothing whole-frame is held:
-    the output planes are on disk.
-    """
+    rows: int
+    cr_rows: int
+    cols: int | None
+    tasks_per_child: int | None
+
+
+def science_bands(
+    cfg: CalibrationConfig, shape: tuple[int, int], workers: int, *, footprint: int
+) -> ScienceBands:
+    """Band sizes for calibrating science frames of ``shape``, ``workers`` at a time, from
+    ``B`` = one frame's share of ``memory_limit`` less the start ``footprint`` (see
+    docs/calibration.md, "Band sizes"). conf ``tile_rows`` sets both passes' rows (and
+    astroscrappy then gets whole rows). The cosmic-ray pass moves to a child process when the
+    leak it would leave here (a byte per pixel handed to astroscrappy) exceeds
+    :func:`~astropipe.calibration.science.cosmics_leak_bytes`; the child is replaced before
+    its leak does."""
+    margin = cosmics_margin(cfg.cosmics)
+    budget = _budget(cfg, workers, footprint)
     if cfg.tile_rows is not None:
-        return cfg.tile_rows
-    return science_band_rows(
-        shape, budget_bytes=_budget(cfg, workers), margin=cosmics_margin(cfg.cosmics)
-    )
+        rows = cr_rows = cfg.tile_rows
+        cols = None
+    else:
+        rows = science_band_rows(shape, budget_bytes=budget)
+        cr_rows = cosmics_band_rows(shape, budget_bytes=budget, margin=margin)
+        cols = science_tile_cols(shape, band_rows=cr_rows, budget_bytes=budget, margin=margin)
+    tasks = None
+    if cfg.cosmics.enabled:
+        most, total = cosmics_handed_pixels(shape, band_rows=cr_rows, tile_cols=cols, margin=margin)
+        leak = cosmics_leak_bytes(budget)
+        if total * LEAK_BYTES_PER_PIXEL > leak:
+            tasks = max(1, leak // max(most * LEAK_BYTES_PER_PIXEL, 1))
+    return ScienceBands(rows, cr_rows, cols, tasks)
+
+
+def science_rows(
+    cfg: CalibrationConfig, shape: tuple[int, int], workers: int, *, footprint: int
+) -> int:
+    """Rows per band of the calibration pass (:func:`science_bands`)."""
+    return science_bands(cfg, shape, workers, footprint=footprint).rows
 
 
 def science_cols(
-    cfg: CalibrationConfig, shape: tuple[int, int], workers: int, band_rows: int
+    cfg: CalibrationConfig, shape: tuple[int, int], workers: int, *, footprint: int
 ) -> int | None:
-    """Columns per astroscrappy tile for bands of ``band_rows`` (None: whole rows)."""
-    return science_tile_cols(
-        shape,
-        band_rows=band_rows,
-        budget_bytes=_budget(cfg, workers),
-        margin=cosmics_margin(cfg.cosmics),
-    )
+    """Columns per astroscrappy tile (None: whole rows; :func:`science_bands`)."""
+    return science_bands(cfg, shape, workers, footprint=footprint).cols
 
 
-def _pass_rows(cfg: CalibrationConfig, shape: tuple[int, int]) -> int:
+def _pass_rows(cfg: CalibrationConfig, shape: tuple[int, int], footprint: int) -> int:
     """Rows per band of a statistics pass over a written plane (~64 bytes a pixel)."""
     if cfg.tile_rows is not None:
         return cfg.tile_rows
-    return max(1, _budget(cfg, 1) // (64 * max(shape[1], 1)))
+    return max(1, _budget(cfg, 1, footprint) // (64 * max(shape[1], 1)))
 
 
 def _science_task(
@@ -140,8 +190,8 @@ def _science_task(
     built: Mapping[str, Master],
     master_sha: Mapping[str, str],
     out_dir: Path,
-    band_rows: int | None = None,
-    tile_cols: int | None = None,
+    bands: ScienceBands | None = None,
+    footprint: int = 0,
 ) -> tuple[str, dict[str, Any]]:
     """Calibrate and write one science frame; return its name and metrics."""
     roles = {"bias": sp.bias, "flat": sp.flat} | ({"dark": sp.dark} if sp.dark else {})
@@ -153,16 +203,19 @@ def _science_task(
         flat=built[sp.flat],
         dark=built[sp.dark] if sp.dark else None,
         masters={r: (n, master_sha[n]) for r, n in roles.items()},
-        band_rows=band_rows,
-        tile_cols=tile_cols,
+        band_rows=None if bands is None else bands.rows,
+        tile_cols=None if bands is None else bands.cols,
+        cr_band_rows=None if bands is None else bands.cr_rows,
+        cr_tasks_per_child=None if bands is None else bands.tasks_per_child,
     )
+    release_free_heap()  # the frame's freed band buffers, before its statistics pass
     log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, cal.cosmic_pixels)
     return sp.frame.name, {
         "cosmic_ray_pixels": cal.cosmic_pixels,
         "saturated_pixels": cal.counts["saturated"],
         "bad_flat_pixels": cal.counts["bad_flat"],
         "nonfinite_pixels": cal.counts["nonfinite"],
-        "sky_median": sky_median(cal, band_rows=_pass_rows(cfg, sp.frame.trimmed_shape)),
+        "sky_median": sky_median(cal, band_rows=_pass_rows(cfg, sp.frame.trimmed_shape, footprint)),
         **roles,
     }
 
@@ -186,6 +239,7 @@ def run(
     dict
         The metrics summary (also written to ``calibration.outputs.metrics``).
     """
+    footprint = start_footprint()
     cfg = CalibrationConfig.from_params(params)
     compute = ComputeConfig.from_params(params)
     quarantined: dict[Path, str] = {}
@@ -220,22 +274,29 @@ def run(
             assert master.path is not None
             master_sha[master.name] = sha256_file(master.path)
             metrics_masters[master.name] = master_metrics(
-                master, band_rows=_pass_rows(cfg, master.shape)
+                master, band_rows=_pass_rows(cfg, master.shape, footprint)
             )
+        # the combine's freed stacks go back to the system (glibc keeps them otherwise), so
+        # they do not sit beside the cosmic-ray child
+        release_free_heap()
         # One dask task per science frame: it calibrates straight into its file and returns
         # only its metrics, so at most compute.workers frames' bands are in memory at once.
         tasks = []
         for sp in plan.science:
-            shape = sp.frame.trimmed_shape
-            rows = science_rows(cfg, shape, compute.workers)
-            cols = (
-                None
-                if cfg.tile_rows is not None
-                else science_cols(cfg, shape, compute.workers, rows)
+            bands = science_bands(cfg, sp.frame.trimmed_shape, compute.workers, footprint=footprint)
+            log.info(
+                "%s: bands of %d rows, cosmic-ray bands of %d rows in tiles of %s columns%s",
+                sp.frame.name,
+                bands.rows,
+                bands.cr_rows,
+                bands.cols or "all",
+                ""
+                if bands.tasks_per_child is None
+                else f", in a child process replaced every {bands.tasks_per_child} bands",
             )
             tasks.append(
                 dask.delayed(_science_task, pure=True)(
-                    sp, cfg, built, master_sha, Path(sdir), rows, cols
+                    sp, cfg, built, master_sha, Path(sdir), bands, footprint
                 )
             )
         with dask_bar(enabled=progress):  # stderr only: never in outputs or metrics
