@@ -11,7 +11,9 @@ Nothing whole-frame is held: the frame is calibrated in bands of rows, each band
 and MASK written to its planes (the output FITS file, :func:`write_science`; or arrays in
 memory), the masters' rows read back from their files. Cosmic rays are then found on bands
 read back from the written planes, with their context rows, in tiles of columns (see
-:mod:`~astropipe.calibration.cosmics`), and the MASK rows are rewritten with bit 4.
+:mod:`~astropipe.calibration.cosmics`), on a large frame in a child process that reads them
+from the file itself (:mod:`~astropipe.calibration.crchild`: astroscrappy leaks), and the MASK
+rows are rewritten with bit 4.
 """
 
 from __future__ import annotations
