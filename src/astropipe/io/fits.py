@@ -37,6 +37,7 @@ __all__ = [
     "Known",
     "pixel_dtype",
     "data_nbytes",
+    "header_int",
     "check_complete",
     "open_fits",
     "read_hdu_pixels",
@@ -64,7 +65,7 @@ def _not_fits(path: Path, exc: BaseException) -> InputFileError:
     )
 
 
-def pixel_dtype(bitpix: object, path: Path) -> str:
+def pixel_dtype(bitpix: object, path: Path | str) -> str:
     """The numpy dtype of BITPIX ``bitpix``; InputFileError naming ``path`` if it is not valid."""
     try:
         return BITPIX_DTYPES[int(bitpix)]  # type: ignore[call-overload]
@@ -75,19 +76,46 @@ def pixel_dtype(bitpix: object, path: Path) -> str:
         ) from None
 
 
-def data_nbytes(header: fits.Header) -> int:
-    """Bytes of the data unit ``header`` describes, without the padding to 2880."""
-    naxis = int(header.get("NAXIS", 0))
+def header_int(header: fits.Header, key: str, where: str, *, default: int | None = None) -> int:
+    """The integer value of ``key``; an InputFileError naming ``where`` if it is not one."""
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputFileError(
+            f"{where}: header {key}={value!r} is not an integer; the file is damaged — "
+            "re-download it."
+        )
+    return int(value)
+
+
+def data_nbytes(header: fits.Header, where: str = "FITS header") -> int:
+    """Bytes of the data unit ``header`` describes, without the padding to 2880.
+
+    Raises
+    ------
+    InputFileError
+        When BITPIX, NAXIS, NAXISn, PCOUNT or GCOUNT are missing or not valid FITS values
+        (``where`` names the file and HDU in the message).
+    """
+    bitpix = header_int(header, "BITPIX", where)
+    pixel_dtype(bitpix, where)  # refuses a BITPIX that is not a FITS pixel type
+    naxis = header_int(header, "NAXIS", where)
+    if not 0 <= naxis <= 999:
+        raise InputFileError(f"{where}: NAXIS={naxis} is not in 0..999; re-download it.")
     if naxis == 0:
         return 0
-    axes = [int(header[f"NAXIS{k}"]) for k in range(1, naxis + 1)]
+    axes = [header_int(header, f"NAXIS{k}", where) for k in range(1, naxis + 1)]
+    if any(n < 0 for n in axes):
+        raise InputFileError(f"{where}: a NAXISn is negative ({axes}); re-download it.")
     if axes[0] == 0 and header.get("GROUPS"):  # random groups: NAXIS1 = 0 is not an axis
         axes = axes[1:]
     count = 1
     for n in axes:
         count *= n
-    pcount, gcount = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
-    return abs(int(header["BITPIX"])) // 8 * gcount * (pcount + count)
+    pcount = header_int(header, "PCOUNT", where, default=0)
+    gcount = header_int(header, "GCOUNT", where, default=1)
+    if pcount < 0 or gcount < 0:
+        raise InputFileError(f"{where}: PCOUNT/GCOUNT negative; re-download it.")
+    return abs(bitpix) // 8 * gcount * (pcount + count)
 
 
 @dataclass(frozen=True)
@@ -207,7 +235,7 @@ def check_complete(hdul: fits.HDUList, path: Path, indices: Iterable[int] | None
             with open(path, "rb") as fh:
                 fh.seek(int(info["hdrLoc"]))
                 header = fits.Header.fromfile(fh)
-        needed = int(info["datLoc"]) + data_nbytes(header)
+        needed = int(info["datLoc"]) + data_nbytes(header, f"{path} (HDU {i})")
         if needed > size:
             raise InputFileError(
                 f"{path}: FITS file is truncated (HDU {i} needs {needed} bytes, the file has "
@@ -273,7 +301,9 @@ def read_primary_header(path: Path) -> tuple[fits.Header, PixelLayout]:
         with open(path, "rb") as fh:
             header = fits.Header.fromfile(fh)
             offset = fh.tell()
-        needed = offset + data_nbytes(header)
+        needed = offset + data_nbytes(header, str(path))
+    except InputFileError:
+        raise
     except (OSError, ValueError, EOFError, KeyError, TypeError, fits.VerifyError) as exc:
         raise _not_fits(path, exc) from None
     size = os.path.getsize(path)

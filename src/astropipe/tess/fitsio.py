@@ -3,7 +3,7 @@
 astropy's ``fits.open`` builds a full column model for every table (≈ 10 ms a file); a
 light-curve read needs five columns and a few dozen keywords. This module walks the HDUs
 itself (FITS 4.0: 2880-byte blocks, 80-character cards, the header ends at ``END``, the data
-size is ``|BITPIX|/8 · GCOUNT · (PCOUNT + NAXIS1 · … · NAXISn)``, section 4.4.1), parses each
+size is :func:`astropipe.io.fits.data_nbytes`, section 4.4.1), parses each
 header with :meth:`astropy.io.fits.Header.fromstring`, and reads the wanted columns of a
 BINTABLE as strided numpy views (section 7.3: ``TFORMn`` codes and repeat counts, ``TSCALn`` /
 ``TZEROn`` applied as ``TZERO + TSCAL · stored``).
@@ -24,6 +24,7 @@ import numpy as np
 from astropy.io import fits
 
 from astropipe.errors import InputFileError
+from astropipe.io.fits import data_nbytes, header_int
 
 __all__ = ["BLOCK", "Hdu", "Scan", "scan_hdus", "table_columns", "read_columns"]
 
@@ -77,38 +78,6 @@ class Scan:
     problem: str | None = None
 
 
-def _int(header: fits.Header, key: str, where: str, *, default: int | None = None) -> int:
-    value = header.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputFileError(
-            f"{where}: header {key}={value!r} is not an integer; the file is damaged — "
-            "re-download it."
-        )
-    return int(value)
-
-
-def _data_nbytes(header: fits.Header, where: str) -> int:
-    bitpix = _int(header, "BITPIX", where)
-    naxis = _int(header, "NAXIS", where)
-    if bitpix not in (8, 16, 32, 64, -32, -64) or not 0 <= naxis <= 999:
-        raise InputFileError(
-            f"{where}: BITPIX={bitpix}, NAXIS={naxis} are not valid FITS values; re-download it."
-        )
-    if naxis == 0:
-        return 0
-    n = 1
-    for i in range(1, naxis + 1):
-        axis = _int(header, f"NAXIS{i}", where)
-        if axis < 0:
-            raise InputFileError(f"{where}: NAXIS{i}={axis} is negative; re-download it.")
-        n *= axis
-    pcount = _int(header, "PCOUNT", where, default=0)
-    gcount = _int(header, "GCOUNT", where, default=1)
-    if pcount < 0 or gcount < 0:
-        raise InputFileError(f"{where}: PCOUNT/GCOUNT negative; re-download it.")
-    return abs(bitpix) // 8 * gcount * (pcount + n)
-
-
 def _header_end(raw: bytes, start: int) -> int | None:
     """Offset just past the END card of the header starting at ``start`` (None if absent)."""
     pos = start
@@ -149,7 +118,7 @@ def scan_hdus(raw: bytes, where: str) -> Scan:
             return Scan(hdus, problem)
         header = fits.Header.fromstring(raw[pos:end].decode("ascii", errors="replace"))
         data_offset = pos + -(-(end - pos) // BLOCK) * BLOCK
-        nbytes = _data_nbytes(header, f"{where} (HDU {len(hdus)})")
+        nbytes = data_nbytes(header, f"{where} (HDU {len(hdus)})")
         if data_offset > len(raw):
             raise InputFileError(
                 f"{where}: truncated: the header of HDU {len(hdus)} is padded to byte "
@@ -170,8 +139,8 @@ def scan_hdus(raw: bytes, where: str) -> Scan:
 def table_columns(hdu: Hdu, where: str) -> dict[str, tuple[int, int, str, int]]:
     """Column name (upper case) → (byte offset in the row, repeat, TFORM code, field number)."""
     h = hdu.header
-    tfields = _int(h, "TFIELDS", where)
-    naxis1 = _int(h, "NAXIS1", where)
+    tfields = header_int(h, "TFIELDS", where)
+    naxis1 = header_int(h, "NAXIS1", where)
     if not 0 <= tfields <= 999:
         raise InputFileError(f"{where}: TFIELDS={tfields} is out of range; re-download it.")
     cols: dict[str, tuple[int, int, str, int]] = {}
@@ -204,8 +173,8 @@ def read_columns(raw: bytes, hdu: Hdu, names: Sequence[str], where: str) -> dict
     becomes ``TZERO + TSCAL · stored`` (float64, or int64 when both are integers).
     """
     cols = table_columns(hdu, where)
-    naxis1 = _int(hdu.header, "NAXIS1", where)
-    naxis2 = _int(hdu.header, "NAXIS2", where)
+    naxis1 = header_int(hdu.header, "NAXIS1", where)
+    naxis2 = header_int(hdu.header, "NAXIS2", where)
     if naxis1 * naxis2 > hdu.data_nbytes:
         raise InputFileError(f"{where}: NAXIS1 · NAXIS2 exceeds the data unit; re-download it.")
     out = {}

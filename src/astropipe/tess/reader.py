@@ -16,7 +16,6 @@ the file and the reason, never another exception.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from astropy.io.fits.verify import VerifyError
 
 from astropipe.errors import AstropipeError, InputFileError, MissingInputError
 from astropipe.lightcurve import FLAG_QUALITY_MASKED, SURVEY_FLAGS_MASK
+from astropipe.provenance import sha256_bytes
 from astropipe.tess.columns import MISSIONS, TESS_LIGHTCURVE_SCHEMA, ColumnMap, Mission
 from astropipe.tess.config import TessReadConfig
 from astropipe.tess.fitsio import Hdu, read_columns, scan_hdus, table_columns
@@ -423,7 +423,7 @@ def read_lightcurve_fits(
                 f"{_warning_hint(caught)}; re-download it."
             ) from None
     info = json.loads(table.schema.metadata[META_KEY])
-    info["sha256"] = hashlib.sha256(raw).hexdigest()
+    info["sha256"] = sha256_bytes(raw)
     return table.replace_schema_metadata({META_KEY: json.dumps(info, sort_keys=True).encode()})
 
 
