@@ -191,7 +191,8 @@ def test_cache_paths_never_leave_the_cache(tmp_path):
     uri = "mast:TESS/product/tess2018206045859-s0001-0000000261136679-0120-s_lc.fits"
     assert cache_path(tmp_path, uri) == tmp_path.resolve() / uri[5:]
     for bad in ("mast:../../etc/passwd", "mast:TESS//x.fits", "mast:/abs.fits",
-                "http://x/y.fits", "mast:TESS/product/a b.fits", "mast:TESS/./x.fits"):  # fmt: skip
+                "http://x/y.fits", "mast:TESS/product/a b.fits", "mast:TESS/./x.fits",
+                "mast:TESS/product/x_lc.fits\n"):  # fmt: skip  (re's `$` matched before a \n)
         with pytest.raises(ServiceResponseError):
             cache_path(tmp_path, bad)
 

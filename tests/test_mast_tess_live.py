@@ -119,7 +119,7 @@ def test_live_end_to_end_then_cached(httpserver, live_params, tmp_path):
     assert metrics["source"] == "live" and metrics["files_read"] == 1 and metrics["rows"] == 100
     cached = tmp_path / "data/cache/mast/TESS/product" / f"{NAME}_lc.fits"
     assert sha256_file(cached) == sha256_file(FITS)
-    kept = tmp_path / "data/raw/tess/fits/live" / f"{NAME}_lc.fits"
+    kept = tmp_path / "data/raw/tess/fits/live/TESS/product" / f"{NAME}_lc.fits"  # dataURI folders
     assert kept.read_bytes() == FITS.read_bytes()
     table = pq.read_table(tmp_path / "data/raw/tess/lightcurves.parquet")
     direct = read_lightcurve_fits(FITS)

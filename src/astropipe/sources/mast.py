@@ -366,7 +366,7 @@ def cache_path(cache_dir: str | Path, data_uri: str) -> Path:
             "skipped."
         )
     parts = data_uri[len("mast:") :].split("/")
-    if not all(_SAFE_SEGMENT.match(p) and p not in (".", "..") for p in parts):
+    if not all(_SAFE_SEGMENT.fullmatch(p) and p not in (".", "..") for p in parts):
         raise ServiceResponseError(
             f"dataURI {data_uri!r}: a segment is not a plain file name; refusing to use it as "
             "a cache path; the product is skipped."

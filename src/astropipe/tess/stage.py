@@ -159,8 +159,11 @@ def input_files(
         No file matches ``tess.pattern`` in any input.
     """
     if cfg.source == "live":
+        # Kept under the dataURI's own folders (as in the cache), so two products with one
+        # file name in different collections never overwrite each other.
+        cache = Path(cfg.live.cache_dir).resolve()
         files = [
-            InputFile(Path(relpath(p)), f"live/{p.name}")
+            InputFile(Path(relpath(p)), f"live/{Path(p).resolve().relative_to(cache).as_posix()}")
             for p in _live_files(cfg, limit=limit, client=client)
         ]
     else:
