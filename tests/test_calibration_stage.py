@@ -181,6 +181,12 @@ CASES = {
         ["no bias frames"],
     ),
     "truncated": (_truncate, InputFileError, ["sci_V_01.fits", "truncated"]),
+    # sci_V_01.fits and sci_V_01.fit would both be written as sci_V_01.fits (one lost)
+    "same_stem": (
+        lambda d: shutil.copy(d / "sci_V_01.fits", d / "sci_V_01.fit"),
+        InputFileError,
+        ["sci_V_01", "both would be written as sci_V_01.fits"],
+    ),
 }
 
 

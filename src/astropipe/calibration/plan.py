@@ -192,4 +192,12 @@ def make_plan(
     names = [m.name for m in plan.masters]
     if len(set(names)) != len(names):
         raise ConfigError(f"{directory}: two master groups map to the same file name {names}.")
+    stems: dict[str, Path] = {}
+    for sp in plan.science:  # a calibrated frame is written as <stem>.fits
+        other = stems.setdefault(sp.frame.path.stem, sp.frame.path)
+        if other != sp.frame.path:
+            raise InputFileError(
+                f"{sp.frame.path}: same name as {other.name} apart from the suffix; both would "
+                f"be written as {sp.frame.path.stem}.fits — rename or remove one."
+            )
     return plan
