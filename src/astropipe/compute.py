@@ -1,22 +1,59 @@
-"""Dask scheduler selection from the ``compute`` config group.
+"""Where work that grows with the data runs: the ``compute`` config group.
 
-Work that grows with the data runs inside :func:`scheduler`, which sets dask's scheduler for the
-duration of a ``with`` block: ``synchronous``, ``threads``, ``processes``, or ``distributed``
-(connecting to an existing cluster at ``compute.address``; astropipe never starts one behind a
-user's back).
+Two entry points, one configuration (``synchronous``, ``threads``, ``processes``, or
+``distributed`` — an existing dask cluster at ``compute.address``; astropipe never starts one
+behind a user's back):
+
+- :func:`workers` gives a :class:`Workers` pool whose :meth:`Workers.map` streams results back
+  **in input order** with a bounded number of tasks in flight. Stages split their work into
+  independent tasks (a batch of packets, a file, a group of objects, a time step) and merge
+  the results in that order, so outputs are byte-identical whatever the scheduler and the
+  number of workers. ``distributed`` runs the tasks on the cluster through
+  :meth:`distributed.Client.get_executor`; ``threads`` and ``processes`` are the standard
+  library pools that dask's local schedulers are built on.
+- :func:`scheduler` sets dask's scheduler for a ``with`` block, for code that builds dask
+  graphs (``dask.compute``, dask arrays).
+
+Tasks must be module-level functions with picklable arguments and must name files by
+absolute path: a cluster's workers run in other processes, other working directories and
+possibly on other machines (which must see the same paths, e.g. a shared filesystem).
+
+Example
+-------
+>>> cfg = ComputeConfig(scheduler="threads", workers=2)
+>>> with workers(cfg) as pool:
+...     list(pool.map(abs, [-3, 1, -2]))
+[3, 1, 2]
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from astropipe.configtypes import MemorySize, PositiveInt, from_mapping
 from astropipe.errors import ConfigError
 
-__all__ = ["ComputeConfig", "scheduler", "parse_bytes", "memory_budget"]
+__all__ = [
+    "ComputeConfig",
+    "Workers",
+    "workers",
+    "scheduler",
+    "parse_bytes",
+    "memory_budget",
+    "CONNECT_TIMEOUT",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Seconds to wait for the scheduler at ``compute.address`` before giving up.
+CONNECT_TIMEOUT = 20.0
 
 Scheduler = Literal["synchronous", "threads", "processes", "distributed"]
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
@@ -83,16 +120,126 @@ def memory_budget(compute: ComputeConfig, limit: str | None = None) -> int:
     return own
 
 
+class _InlineExecutor(Executor):
+    """``synchronous``: run each task at submission, in this thread (errors kept in the future)."""
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # re-raised by result(), in input order
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class Workers:
+    """A pool of workers from :func:`workers`.
+
+    Attributes
+    ----------
+    executor
+        The :class:`concurrent.futures.Executor` the tasks go to.
+    slots
+        How many tasks run at once (threads or processes here, worker threads of a cluster).
+    kind
+        The ``compute.scheduler`` it was made for.
+    """
+
+    executor: Executor
+    slots: int
+    kind: str
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        items: Iterable[T],
+        *,
+        window: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[R]:
+        """Yield ``fn(item, **kwargs)`` for every item, in the order of ``items``.
+
+        At most ``window`` tasks (default ``2 × slots``) are submitted and not yet yielded,
+        which bounds memory however long ``items`` is (it is consumed lazily). The first
+        failing task's exception is raised when its turn comes; tasks not yet started are
+        then cancelled.
+        """
+        window = max(1, window if window is not None else 2 * self.slots)
+        pending: deque[Future[R]] = deque()
+        try:
+            for item in items:
+                pending.append(self.executor.submit(fn, item, **kwargs))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _connect(address: str | None) -> Any:
+    from distributed import Client
+
+    try:
+        return Client(address, set_as_default=False, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"compute.address={address}: no dask scheduler answered within "
+            f"{CONNECT_TIMEOUT:g} s ({type(exc).__name__}: {exc}); start the cluster or fix "
+            "compute.address (docs/cluster.md)."
+        ) from exc
+
+
+@contextlib.contextmanager
+def workers(cfg: ComputeConfig) -> Iterator[Workers]:
+    """A :class:`Workers` pool for the configured scheduler, closed when the block ends.
+
+    ``synchronous`` runs every task in this thread; ``threads`` and ``processes`` start
+    ``compute.workers`` threads or processes (started with dask's ``multiprocessing.context``,
+    ``spawn`` by default, so no lock held by another thread is inherited); ``distributed``
+    connects to the cluster at ``compute.address`` and uses all its worker threads.
+
+    Raises
+    ------
+    ConfigError
+        When ``distributed`` and no scheduler answers at ``compute.address``.
+    """
+    if cfg.scheduler == "synchronous":
+        yield Workers(_InlineExecutor(), 1, cfg.scheduler)
+        return
+    if cfg.scheduler == "threads":
+        with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="astropipe") as pool:
+            yield Workers(pool, cfg.workers, cfg.scheduler)
+        return
+    if cfg.scheduler == "processes":
+        import dask
+
+        context = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
+        with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=context) as pool:
+            yield Workers(pool, cfg.workers, cfg.scheduler)
+        return
+    client = _connect(cfg.address)
+    try:
+        slots = max(1, sum(client.nthreads().values()))
+        yield Workers(client.get_executor(pure=False), slots, cfg.scheduler)
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
 def scheduler(cfg: ComputeConfig) -> Iterator[None]:
-    """Run the ``with`` block under the configured dask scheduler."""
+    """Run the ``with`` block under the configured dask scheduler (for dask graphs)."""
     import dask
 
     if cfg.scheduler == "distributed":
-        from distributed import Client
-
-        with Client(cfg.address, set_as_default=True):
-            yield
+        client = _connect(cfg.address)
+        try:
+            with dask.config.set(scheduler=client):
+                yield
+        finally:
+            client.close()
         return
     kwargs: dict[str, Any] = {"scheduler": cfg.scheduler}
     if cfg.scheduler in ("threads", "processes"):
