@@ -49,14 +49,6 @@ def test_levels_cover_baseline() -> None:
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """dvc.lock of a run with every SIMD target this CPU has."""
-    repo = copy_repo(tmp_path_factory.mktemp("simd-all"))
-    run_dvc(repo, "repro")
-    return yaml.safe_load((repo / "dvc.lock").read_text())
-
-
 LEVELS = simd_levels()[1:]
 _PROBE = (
     "import os; from numpy._core import _multiarray_umath as u; "
@@ -67,7 +59,7 @@ _PROBE = (
 @pytest.mark.skipif(not LEVELS, reason="numpy has no dispatch targets on this CPU")
 @pytest.mark.parametrize(("name", "disabled"), LEVELS, ids=[n for n, _ in LEVELS])
 def test_outputs_identical_at_lower_simd_level(
-    name: str, disabled: str, reference: dict, tmp_path: Path
+    name: str, disabled: str, reference_lock: dict, tmp_path: Path
 ) -> None:
     repo = copy_repo(tmp_path / "simd")
     env = {"NPY_DISABLE_CPU_FEATURES": disabled}
@@ -78,9 +70,9 @@ def test_outputs_identical_at_lower_simd_level(
     assert probe.stdout.split() == ["False"] * len(disabled.split()), probe.stderr
     run_dvc(repo, "repro", env=env)
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert out_hashes(lock) == out_hashes(reference), (
+    assert out_hashes(lock) == out_hashes(reference_lock), (
         f"outputs at SIMD level {name} (NPY_DISABLE_CPU_FEATURES={disabled!r}) differ from the "
-        f"run with every target: {lock_differences(reference, lock)}; some hashed number comes "
-        "from a libm/SIMD-dependent function (pow, exp, log, arctan2...): compute it from "
+        f"run with every target: {lock_differences(reference_lock, lock)}; some hashed number "
+        "comes from a libm/SIMD-dependent function (pow, exp, log, arctan2...): compute it from "
         "+ - * / sqrt, see docs/reproducibility.md."
     )

@@ -1,0 +1,85 @@
+"""The pipeline's output bytes do not depend on where its work runs (``compute`` group).
+
+Each run is a whole ``dvc repro`` in a fresh copy of the repository whose
+``conf/compute/default.yaml`` names another scheduler — ``synchronous``, ``processes`` with
+three workers, and ``distributed`` on a real :class:`distributed.LocalCluster` on loopback
+(worker processes with their own working directory, so relative paths and unpicklable tasks
+fail here) — and must record the same output hashes as the reference run (``threads``, two
+workers).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repo_copy import BIN, copy_repo, lock_differences, out_hashes, run_dvc
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scheduler address of a two-process LocalCluster on 127.0.0.1."""
+    from distributed import LocalCluster
+
+    workdir = tmp_path_factory.mktemp("dask-workers")
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        local_directory=str(workdir),
+    ) as local:
+        yield local.scheduler_address
+
+
+def _set_compute(repo: Path, **values: object) -> None:
+    """Write the copy's conf/compute/default.yaml and compose its params.yaml from it."""
+    path = repo / "conf" / "compute" / "default.yaml"
+    conf = yaml.safe_load(path.read_text())
+    conf.update(values)
+    path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    subprocess.run(
+        [str(BIN / "python"), "-m", "astropipe.params"],
+        cwd=repo,
+        env={"PYTHONPATH": str(repo / "src"), "PATH": str(BIN)},
+        check=True,
+        capture_output=True,
+    )
+
+
+def _check(repo: Path, reference_lock: dict, what: str) -> None:
+    run_dvc(repo, "repro")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert out_hashes(lock) == out_hashes(reference_lock), (
+        f"outputs under {what} differ from the threads run: "
+        f"{lock_differences(reference_lock, lock)}; a stage's result depends on where or in "
+        "which order its tasks ran."
+    )
+
+
+@pytest.mark.parametrize(
+    "compute",
+    [{"scheduler": "synchronous", "workers": 1}, {"scheduler": "processes", "workers": 3}],
+    ids=["synchronous", "processes-3"],
+)
+def test_local_schedulers_give_identical_outputs(
+    compute: dict, reference_lock: dict, tmp_path: Path
+) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    _set_compute(repo, **compute)
+    _check(repo, reference_lock, f"compute={compute}")
+
+
+def test_distributed_cluster_gives_identical_outputs(
+    cluster: str, reference_lock: dict, tmp_path: Path
+) -> None:
+    repo = copy_repo(tmp_path / "repo")
+    _set_compute(repo, scheduler="distributed", address=cluster)
+    _check(repo, reference_lock, f"a LocalCluster at {cluster}")
