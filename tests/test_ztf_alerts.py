@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
+from astropipe.compute import ComputeConfig
 from astropipe.errors import InputFileError, MissingInputError
 from astropipe.io.tables import write_parquet
 from astropipe.lightcurve import to_lightcurve_table
@@ -22,6 +23,13 @@ from astropipe.ztf.stage import _alert_lightcurves
 
 ALERTS = Path(__file__).resolve().parents[1] / "data" / "sample" / "ztf" / "alerts"
 GOOD = sorted(p for p in ALERTS.glob("*.avro") if "schemaless" not in p.name)
+
+
+def _compute(n: int) -> ComputeConfig:
+    """Synchronous for one worker, else a pool of ``n`` processes."""
+    if n == 1:
+        return ComputeConfig(scheduler="synchronous")
+    return ComputeConfig(scheduler="processes", workers=n)
 
 
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
@@ -225,7 +233,9 @@ def test_parallel_ingest_equals_serial(tmp_path: Path) -> None:
     results = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
-        ing = ingest_packets(stream, keep_jpeg=False, cutout_dir=out, fail=False, workers=workers)
+        ing = ingest_packets(
+            stream, keep_jpeg=False, cutout_dir=out, fail=False, compute=_compute(workers)
+        )
         write_parquet(ing.collector.alerts_table(), out / "alerts.parquet")
         results[workers] = ing
     one, two = results[1], results[2]

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from astropipe.cli import main
+from astropipe.compute import ComputeConfig
 from astropipe.errors import InputFileError
 from astropipe.io.lock import lock_path
 from astropipe.ztf import packets as packets_module
@@ -33,6 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "data" / "sample" / "ztf" / "alerts"
 V4 = ALERTS / "2475433850015010009_v4.01.avro"  # ZTF17aadcvhq, candid 2475433850015010009
 V4B = ALERTS / "3005140370015010009_v4.02.avro"  # ZTF18acullba
+
+
+def _compute(n: int) -> ComputeConfig:
+    """Synchronous for one worker, else a pool of ``n`` processes."""
+    if n == 1:
+        return ComputeConfig(scheduler="synchronous")
+    return ComputeConfig(scheduler="processes", workers=n)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -270,7 +278,7 @@ def test_same_candid_twice_one_rule_same_row_everywhere(
         out = tmp_path / f"{workers}_{order[0].name}"
         with caplog.at_level(logging.WARNING):
             ing = ingest_packets(
-                order, keep_jpeg=False, cutout_dir=out, fail=False, workers=workers
+                order, keep_jpeg=False, cutout_dir=out, fail=False, compute=_compute(workers)
             )
         (row,) = ing.collector.alerts_table().to_pylist()
         lc = ing.collector.lightcurve_columns()

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
 import pytest
 
+from astropipe import compute
 from astropipe.config import compose, find_root
-from astropipe.errors import ConfigError, InputFileError
+from astropipe.errors import InputFileError
 from astropipe.ztf import alerts, ingest
 from astropipe.ztf.packets import Packet
 from astropipe.ztf.stage import run
@@ -91,36 +94,72 @@ def _params(tmp: Path, scheduler: str, *extra: str) -> dict:
     )
 
 
+def _files(out: Path) -> dict[Path, bytes]:
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
 def test_threads_start_no_process_and_match_synchronous(tmp_path: Path, monkeypatch) -> None:
     run(_params(tmp_path, "synchronous"))
     out = tmp_path / "out"
-    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = _files(out)
+    report = (tmp_path / "report.json").read_bytes()
 
     def no_process(*args: object, **kwargs: object) -> None:
         raise AssertionError("compute.scheduler=threads started a process pool")
 
     used: list[int] = []
-    real = ingest.ThreadPoolExecutor
+    real = compute.ThreadPoolExecutor
 
-    def threads(max_workers: int) -> object:
+    def threads(*, max_workers: int, **kwargs: object) -> object:
         used.append(max_workers)
-        return real(max_workers=max_workers)
+        return real(max_workers=max_workers, **kwargs)
 
-    monkeypatch.setattr(ingest, "ProcessPoolExecutor", no_process)
-    monkeypatch.setattr(ingest, "ThreadPoolExecutor", threads)
-    monkeypatch.setattr(ingest, "BATCH_SIZE", 8)  # several batches in flight
-    run(_params(tmp_path, "threads"))
+    monkeypatch.setattr(compute, "ProcessPoolExecutor", no_process)
+    monkeypatch.setattr(compute, "ThreadPoolExecutor", threads)
+    # several batches in flight (batch_size is left out of the provenance)
+    run(_params(tmp_path, "threads", "ztf.alerts.batch_size=4"))
     assert used == [2]
-    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
     assert len(before) > 90 and Path("alerts.parquet") in before
-    assert after == before  # tables and every stamp, byte for byte
+    assert _files(out) == before  # tables and every stamp, byte for byte
+    assert (tmp_path / "report.json").read_bytes() == report
 
 
-def test_distributed_is_refused_for_now(tmp_path: Path) -> None:
-    params = _params(tmp_path, "distributed", "compute.address=tcp://127.0.0.1:1")
-    with pytest.raises(ConfigError, match="^compute.scheduler=distributed: not yet for ingest_ztf"):
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A real dask cluster on loopback: two worker processes, one thread each."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as lc:
+        yield lc.scheduler_address
+
+
+@pytest.mark.slow
+def test_distributed_cluster_writes_the_synchronous_bytes(
+    tmp_path: Path, cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    run(_params(tmp_path, "synchronous"))
+    out = tmp_path / "out"
+    before = _files(out)
+    report = (tmp_path / "report.json").read_bytes()
+    metrics = (tmp_path / "metrics.json").read_bytes()
+    # batches of 4: the two workers decode and write stamps at the same time
+    params = _params(
+        tmp_path, "distributed", f"compute.address={cluster}", "ztf.alerts.batch_size=4"
+    )
+    with caplog.at_level(logging.WARNING, logger="astropipe.ztf.ingest"):
         run(params)
-    assert not (tmp_path / "out").exists()
+    assert len(before) > 90 and Path("alerts.parquet") in before
+    assert _files(out) == before  # tables and every stamp, byte for byte
+    assert (tmp_path / "report.json").read_bytes() == report
+    assert (tmp_path / "metrics.json").read_bytes() == metrics
+    # the schemaless datum was quarantined on a worker, and logged here
+    assert any("quarantined" in r.getMessage() for r in caplog.records)
 
 
 # ------------------------------------------------------------------------------ streaming

@@ -1,11 +1,17 @@
-"""Decode a stream of alert packets in batches, in threads or processes when asked.
+"""Decode a stream of alert packets in batches, on the workers of the ``compute`` group.
 
 The main process only streams packets (from files or a night tarball) and hands batches to
-workers (``compute.scheduler``: ``synchronous`` decodes in this process, ``threads`` in a
-thread pool of this process, ``processes`` in a process pool), which decode them, write their
+:func:`astropipe.compute.workers` (``compute.scheduler``: ``synchronous`` decodes in this
+process, ``threads`` in a thread pool of this process, ``processes`` in a process pool,
+``distributed`` on the workers of an existing dask cluster), which decode them, write their
 cutout stamps, and return compact column lists. Batches are merged in submission order, so the
-result is identical whatever the number of workers; at most ``2 × workers`` batches are in
-flight, which bounds memory.
+result is identical whatever the scheduler and the number of workers; at most ``2 × slots``
+batches are in flight, which bounds memory.
+
+Workers write the stamps themselves, to the **absolute** cutout directory: on a cluster, every
+worker must see that directory under the same path (a shared filesystem). Quarantined packets
+travel back in each batch's result (and are logged here, in input order), since a cluster
+worker's log never reaches this process.
 
 A packet is either ingested whole (its rows and its stamps) or quarantined whole: it is
 decoded, checked (:func:`astropipe.ztf.checks.check_alert`) and its stamps are decompressed
@@ -24,13 +30,11 @@ import logging
 import os
 import re
 import zlib
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from astropipe.compute import ComputeConfig, workers
 from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
 from astropipe.ztf.checks import check_alert
@@ -138,6 +142,9 @@ def process_batch(
 ) -> AlertIngest:
     """Decode ``packets``, write their stamps under ``cutout_dir``, return the rows.
 
+    Runs on a worker (possibly of a cluster): ``cutout_dir`` must be absolute, and the
+    quarantined packets are returned in the result, not logged.
+
     Raises
     ------
     InputFileError
@@ -163,7 +170,6 @@ def process_batch(
         except InputFileError as exc:
             if fail:
                 raise
-            log.warning("quarantined %s", exc)
             result.quarantined.append({"file": packet.name, "reason": str(exc)})
             continue
         result.collector.add(alert, sha256=sha)
@@ -243,26 +249,24 @@ def ingest_packets(
     keep_jpeg: bool,
     cutout_dir: Path | None,
     fail: bool,
-    workers: int = 1,
-    pool: Literal["threads", "processes"] = "processes",
+    compute: ComputeConfig | None = None,
     batch_size: int = BATCH_SIZE,
     sink: AlertSpill | None = None,
 ) -> AlertIngest:
-    """Decode every packet, in ``workers`` threads or processes (1: in this process).
+    """Decode every packet, batch by batch, on the workers ``compute`` configures.
 
     Parameters
     ----------
     packets
         The packet stream (consumed lazily).
     keep_jpeg, cutout_dir, fail
-        See :func:`process_batch`.
-    workers
-        Number of decoding threads or processes; results do not depend on it.
-    pool
-        ``threads``: a thread pool in this process (no process is started); ``processes``: a
-        process pool. Ignored when ``workers`` is 1.
+        See :func:`process_batch`; ``cutout_dir`` is made absolute here (cluster workers run
+        in other working directories and must see it under the same path).
+    compute
+        Where batches are decoded (:func:`astropipe.compute.workers`); ``None``: synchronous,
+        in this process. Results do not depend on it.
     batch_size
-        Packets per batch (``ztf.alerts.batch_size``); at most ``2 × workers`` batches are in
+        Packets per batch (``ztf.alerts.batch_size``); at most ``2 × slots`` batches are in
         flight. Outputs do not depend on it.
     sink
         Streaming: each batch's rows go to this :class:`~astropipe.ztf.spill.AlertSpill` as
@@ -270,32 +274,18 @@ def ingest_packets(
         are resolved from the spill. Without it, the returned collector holds every row.
     """
     total = AlertIngest(AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None))
+    if cutout_dir is not None:
+        cutout_dir = Path(os.path.abspath(cutout_dir))
     kwargs = {"keep_jpeg": keep_jpeg, "cutout_dir": cutout_dir, "fail": fail}
     batches = _batched(packets, batch_size)
-
-    def take(part: AlertIngest) -> None:
-        if sink is not None:  # rows to disk now; keep only the counts
-            sink.add(part.collector)
-            part.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None)
-        total.merge(part)
-
-    if workers <= 1:
-        for batch in batches:
-            take(process_batch(batch, **kwargs))
-    else:
-        executor: Executor = (
-            ThreadPoolExecutor(max_workers=workers)
-            if pool == "threads"
-            else ProcessPoolExecutor(max_workers=workers)
-        )
-        with executor:
-            in_flight: deque[Future[AlertIngest]] = deque()
-            for batch in batches:
-                in_flight.append(executor.submit(process_batch, batch, **kwargs))
-                if len(in_flight) >= 2 * workers:
-                    take(in_flight.popleft().result())
-            while in_flight:
-                take(in_flight.popleft().result())
+    with workers(compute or ComputeConfig(scheduler="synchronous")) as pool:
+        for part in pool.map(process_batch, batches, **kwargs):
+            for q in part.quarantined:  # logged here: a cluster worker's log is not ours
+                log.warning("quarantined %s", q["reason"])
+            if sink is not None:  # rows to disk now; keep only the counts
+                sink.add(part.collector)
+                part.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None)
+            total.merge(part)
     if sink is not None:
         total.collector.jpeg_skipped = sink.jpeg_skipped
         total.collector.lc_skipped_no_object = sink.lc_skipped_no_object

@@ -10,11 +10,13 @@ Outputs (paths from ``ztf.outputs``):
 - the report (quarantined packets with reasons, skipped tar members, duplicate ``candid``) and
   the metrics JSON.
 
-The output directory is built in a temporary sibling and swapped in at the end, so a failed
-run leaves the previous output untouched. A run holds ``<outputs.dir>.lock`` while it writes: a
-second run on the same outputs is refused, and the holder removes the temporary siblings a
-killed run left behind (see docs/recovery.md). A run in which no packet decodes fails instead
-of replacing good outputs with empty ones.
+Packets are decoded on the workers of the ``compute`` group (any scheduler, ``distributed``
+included: cluster workers write the stamps to the absolute temporary output path, so they must
+share this machine's filesystem). The output directory is built in a temporary sibling and
+swapped in at the end, so a failed run leaves the previous output untouched. A run holds
+``<outputs.dir>.lock`` while it writes: a second run on the same outputs is refused, and the
+holder removes the temporary siblings a killed run left behind (see docs/recovery.md). A run
+in which no packet decodes fails instead of replacing good outputs with empty ones.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -74,8 +76,7 @@ def ingest_alerts(
     cutout_dir: Path | None,
     limit: int | None = None,
     progress: bool = False,
-    workers: int = 1,
-    pool: Literal["threads", "processes"] = "processes",
+    compute: ComputeConfig | None = None,
     sink: AlertSpill | None = None,
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
@@ -85,6 +86,10 @@ def ingest_alerts(
     Unreadable, oversized or undecodable packets are quarantined (listed with the reason)
     unless ``cfg.on_error == "fail"``, in which case the first one raises. Tar members that
     are links or devices are skipped and listed in ``skipped_members``.
+
+    Packets are decoded in batches on the workers of ``compute`` (``None``: in this process);
+    with ``compute.scheduler=distributed`` the cluster's workers write the stamps to
+    ``cutout_dir`` themselves, so they must see it under the same absolute path.
     """
     stats = ReadStats()
     max_bytes = cfg.alerts.max_member_bytes
@@ -104,8 +109,7 @@ def ingest_alerts(
         keep_jpeg=cfg.alerts.jpeg_cutouts == "keep",
         cutout_dir=cutout_dir if cfg.alerts.cutouts else None,
         fail=cfg.on_error == "fail",
-        workers=workers,
-        pool=pool,
+        compute=compute,
         batch_size=cfg.alerts.batch_size,
         sink=sink,
     )
@@ -187,23 +191,6 @@ def _kinds(skipped: list[dict[str, str]]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _decoders(compute: ComputeConfig) -> tuple[int, Literal["threads", "processes"]]:
-    """Decoding workers and pool kind for ``compute.scheduler`` (refuses ``distributed``).
-
-    ``synchronous``: this process only; ``threads``: ``compute.workers`` threads of this
-    process (no process is started); ``processes``: a pool of ``compute.workers`` processes.
-    """
-    if compute.scheduler == "distributed":
-        # stamps go to a temporary directory on this machine, which cluster workers may not see
-        raise ConfigError(
-            "compute.scheduler=distributed: not yet for ingest_ztf (its workers write cutouts "
-            "to this machine's disk); use compute.scheduler=processes or threads for this stage."
-        )
-    if compute.scheduler == "synchronous":
-        return 1, "processes"
-    return compute.workers, "threads" if compute.scheduler == "threads" else "processes"
-
-
 def check_limit(limit: int | None) -> None:
     """Refuse a ``--limit`` that is not a positive integer (0 or -1 would read nothing)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -251,14 +238,13 @@ def run(
     check_limit(limit)
     cfg = ZtfConfig.from_params(params)
     compute = ComputeConfig.from_params(params)
-    workers, pool = _decoders(compute)
     if dry_run:
         summary: dict[str, Any] = {"dry_run": True, "source": cfg.source}
         if cfg.alerts.nights:  # nothing is downloaded, so nothing is decoded
             summary["archive_nights"] = _planned_nights(cfg)
         else:
             ingest = ingest_alerts(
-                cfg, cutout_dir=None, limit=limit, progress=progress, workers=workers, pool=pool
+                cfg, cutout_dir=None, limit=limit, progress=progress, compute=compute
             )
             summary["packets"] = ingest.packets
             summary["alerts_decoded"] = len(ingest.collector.alert_rows)
@@ -290,7 +276,7 @@ def run(
         # under the lock no other writer is alive: every temporary sibling is a killed run's
         for target in (out_dir, Path(out.report), Path(out.metrics)):
             remove_stale_temps(target)
-        summary, report = _write_outputs(cfg, params, out_dir, limit, progress, (workers, pool))
+        summary, report = _write_outputs(cfg, params, out_dir, limit, progress, compute)
         write_json(report, out.report)
         write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_ztf: %s", summary)
@@ -303,7 +289,7 @@ def _write_outputs(
     out_dir: Path,
     limit: int | None,
     progress: bool,
-    decoders: tuple[int, Literal["threads", "processes"]],
+    compute: ComputeConfig,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build every output in a temporary sibling of ``out_dir`` and swap it in."""
     out = cfg.outputs
@@ -317,8 +303,7 @@ def _write_outputs(
             cutout_dir=cutouts,
             limit=limit,
             progress=progress,
-            workers=decoders[0],
-            pool=decoders[1],
+            compute=compute,
             sink=spill,
         )
         if ingest.packets and not spill.alerts:
