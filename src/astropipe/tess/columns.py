@@ -16,7 +16,7 @@ CAMPAIGN) and the photometric band.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -139,6 +139,12 @@ class ColumnMap:
         object.__setattr__(self, "fluxes", MappingProxyType(dict(self.fluxes)))
         object.__setattr__(self, "target_keys", tuple(self.target_keys))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A mappingproxy does not pickle; the reader's config crosses to compute workers.
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["match"], state["fluxes"] = dict(self.match), dict(self.fluxes)
+        return (_column_map, (state,))
+
     def required_columns(self, flux: str) -> tuple[str, ...]:
         """The columns a file must hold to be read with this map and logical flux ``flux``."""
         cols = [self.time, self.quality]
@@ -146,6 +152,11 @@ class ColumnMap:
             cols.append(self.cadenceno)
         cols.extend(self.fluxes[flux].columns())
         return tuple(dict.fromkeys(cols))
+
+
+def _column_map(state: dict[str, Any]) -> ColumnMap:
+    """Rebuild a pickled :class:`ColumnMap` (see ``ColumnMap.__reduce__``)."""
+    return ColumnMap(**state)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,11 +40,17 @@ from astropipe.tess.fitsio import Hdu, read_columns, scan_hdus, table_columns
 from astropipe.tess.quality import quality_bitmask
 from astropipe.tess.timing import mission_time_to_mjd, time_reference
 
+if TYPE_CHECKING:
+    from astropipe.compute import Workers
+
 __all__ = [
     "META_KEY",
     "read_lightcurve_fits",
     "file_info",
     "ReadResult",
+    "FileRead",
+    "read_file_task",
+    "gather_reads",
     "read_lightcurves",
 ]
 
@@ -363,13 +369,11 @@ def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.
     table = pa.Table.from_arrays(
         [arrays[f.name] for f in TESS_LIGHTCURVE_SCHEMA], schema=TESS_LIGHTCURVE_SCHEMA
     )
-    if n < n_in:
-        log.info("%s: dropped %d of %d cadences with non-finite TIME", where, n_in - n, n_in)
     return table.replace_schema_metadata({META_KEY: json.dumps(info, sort_keys=True).encode()})
 
 
 def read_lightcurve_fits(
-    path: str | os.PathLike[str], cfg: TessReadConfig | None = None
+    path: str | os.PathLike[str], cfg: TessReadConfig | None = None, *, name: str | None = None
 ) -> pa.Table:
     """Read one TESS/Kepler/K2 light-curve FITS file into the TESS light-curve schema.
 
@@ -379,6 +383,9 @@ def read_lightcurve_fits(
         The FITS file (SPOC, Kepler/K2 archive, or an HLSP a column map describes).
     cfg
         Flux column, quality preset and column maps; :class:`TessReadConfig` defaults if None.
+    name
+        The path the record and the messages name (default: ``path`` as given). A task on
+        another worker reads an absolute ``path`` and still reports the stage's own name.
 
     Returns
     -------
@@ -404,9 +411,9 @@ def read_lightcurve_fits(
     (100, 'TIC 261136679')
     """
     cfg = cfg or TessReadConfig()
-    p = Path(path)
+    p = Path(name) if name is not None else Path(path)
     try:
-        raw = p.read_bytes()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise MissingInputError(f"{p}: file not found; check tess.inputs.") from None
     except OSError as exc:
@@ -442,22 +449,90 @@ class ReadResult:
     quarantined: list[dict[str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class FileRead:
+    """One file's outcome as plain data (it may come back from another process or machine).
+
+    Exactly one of ``table`` (the rows, schema metadata dropped, with ``info`` its reading
+    record) and ``reason`` (why the file is quarantined) is set.
+    """
+
+    file: str
+    table: pa.Table | None = None
+    info: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def read_file_task(item: tuple[str, str], cfg: TessReadConfig, *, fail: bool) -> FileRead:
+    """Read one file as a compute task (:meth:`astropipe.compute.Workers.map`).
+
+    Parameters
+    ----------
+    item
+        ``(absolute path, name)``: the file is read at the absolute path (a cluster worker
+        runs in another working directory) and reported under ``name``.
+    cfg
+        Reader options.
+    fail
+        Raise the file's :class:`InputFileError` instead of returning it as a quarantine.
+
+    Returns
+    -------
+    FileRead
+        The rows and record, or the quarantine reason. Nothing is logged here: logs emitted
+        on a cluster worker never reach the stage's log, so :func:`gather_reads` logs.
+    """
+    path, name = item
+    try:
+        t = read_lightcurve_fits(path, cfg, name=name)
+    except InputFileError as exc:
+        if fail:
+            raise
+        return FileRead(file=name, reason=str(exc))
+    return FileRead(file=name, table=t.replace_schema_metadata(None), info=file_info(t))
+
+
+def gather_reads(reads: Iterable[FileRead]) -> ReadResult:
+    """Merge :func:`read_file_task` outcomes in the order given, logging what each one says."""
+    tables, files, quarantined = [], [], []
+    for r in reads:
+        if r.reason is not None:
+            log.warning("quarantined %s", r.reason)
+            quarantined.append({"file": r.file, "reason": r.reason})
+            continue
+        assert r.table is not None and r.info is not None
+        dropped = int(r.info["nan_time_dropped"])
+        if dropped:
+            log.info(
+                "%s: dropped %d of %d cadences with non-finite TIME",
+                r.file, dropped, r.info["cadences_in_file"],
+            )  # fmt: skip
+        files.append(r.info)
+        tables.append(r.table)
+    table = pa.concat_tables(tables) if tables else TESS_LIGHTCURVE_SCHEMA.empty_table()
+    return ReadResult(table=table, files=files, quarantined=quarantined)
+
+
 def read_lightcurves(
     paths: Iterable[str | os.PathLike[str]],
     cfg: TessReadConfig | None = None,
     *,
     fail: bool = False,
+    pool: Workers | None = None,
 ) -> ReadResult:
     """Read many light-curve files; a file that cannot be read is quarantined, not fatal.
 
     Parameters
     ----------
     paths
-        The files, read in the order given.
+        The files, read in the order given (consumed lazily).
     cfg
         Reader options.
     fail
-        Raise the first :class:`InputFileError` instead of quarantining.
+        Raise the first :class:`InputFileError` (in input order) instead of quarantining.
+    pool
+        Read the files as tasks on this pool (:func:`astropipe.compute.workers`), one file a
+        task; in this thread if None. The result is the same either way.
 
     Returns
     -------
@@ -466,17 +541,7 @@ def read_lightcurves(
         one record per file read, and ``{"file", "reason"}`` per quarantined file.
     """
     cfg = cfg or TessReadConfig()
-    tables, files, quarantined = [], [], []
-    for path in paths:
-        try:
-            t = read_lightcurve_fits(path, cfg)
-        except InputFileError as exc:
-            if fail:
-                raise
-            log.warning("quarantined %s", exc)
-            quarantined.append({"file": Path(path).as_posix(), "reason": str(exc)})
-            continue
-        files.append(file_info(t))
-        tables.append(t.replace_schema_metadata(None))
-    table = pa.concat_tables(tables) if tables else TESS_LIGHTCURVE_SCHEMA.empty_table()
-    return ReadResult(table=table, files=files, quarantined=quarantined)
+    items = ((os.path.abspath(p), Path(p).as_posix()) for p in paths)
+    if pool is None:
+        return gather_reads(read_file_task(item, cfg, fail=fail) for item in items)
+    return gather_reads(pool.map(read_file_task, items, cfg=cfg, fail=fail))

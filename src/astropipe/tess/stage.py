@@ -16,6 +16,11 @@ Sample mode (``tess.source: sample``) reads every file matching ``tess.pattern``
 ``tess.inputs`` directory, in sorted order. Live mode reads files downloaded from MAST into a
 cache (:func:`_live_files`); from there on both modes are the same code.
 
+Each file is read as one task on the ``compute`` workers (:func:`astropipe.compute.workers`:
+synchronous, threads, processes or an existing dask cluster); tasks read by absolute path and
+return their rows, reading record or quarantine reason as data, merged in input order, so the
+outputs do not depend on the scheduler or the number of workers.
+
 The output directory is built in a temporary sibling and swapped in at the end, under
 ``<outputs.dir>.lock``, so a failed run leaves the previous output untouched and a second run
 on the same outputs is refused. A run in which no file is readable fails instead of replacing
@@ -35,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from astropipe.compute import ComputeConfig, workers
 from astropipe.config import from_mapping
 from astropipe.errors import AstropipeError, ConfigError, InputFileError, MissingInputError
 from astropipe.io.atomic import atomic_dir, remove_stale_temps
@@ -46,7 +52,7 @@ from astropipe.provenance import provenance, relpath, sha256_file
 from astropipe.tess.columns import TESS_LIGHTCURVE_UNITS
 from astropipe.tess.config import TessConfig, TessReadConfig
 from astropipe.tess.quality import QUALITY_FAMILIES
-from astropipe.tess.reader import ReadResult, read_lightcurves
+from astropipe.tess.reader import FileRead, ReadResult, gather_reads, read_file_task
 
 __all__ = [
     "SEGMENT",
@@ -202,13 +208,23 @@ def read_known_quality_bits(path: str | Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in bits.items()}
 
 
-def _read(files: list[InputFile], cfg: TessConfig, progress: bool) -> ReadResult:
-    paths: Iterable[Path] = [f.path for f in files]
-    if progress:
-        from tqdm import tqdm
+def _read(
+    files: list[InputFile], cfg: TessConfig, compute: ComputeConfig, progress: bool
+) -> ReadResult:
+    """Read every file as a task on the ``compute`` workers, merged in input order."""
+    reader = cfg.read.reader()
+    # absolute paths to read (a cluster worker has another working directory), the stage's
+    # own relative names in every record and message
+    items = [(str(f.path.resolve()), f.path.as_posix()) for f in files]
+    with workers(compute) as pool:
+        reads: Iterable[FileRead] = pool.map(
+            read_file_task, items, cfg=reader, fail=cfg.on_error == "fail"
+        )
+        if progress:
+            from tqdm import tqdm
 
-        paths = tqdm(paths, desc="light curves", unit="file")
-    result = read_lightcurves(paths, cfg.read.reader(), fail=cfg.on_error == "fail")
+            reads = tqdm(reads, total=len(items), desc="light curves", unit="file")
+        result = gather_reads(reads)
     if cfg.source == "live" and cfg.live.max_points is not None:
         from astropipe.tess.live import downsample
 
@@ -332,7 +348,8 @@ def run(
     Raises
     ------
     ConfigError
-        A bad ``tess`` section or ``limit``; live mode without a ``mast.client`` section.
+        A bad ``tess`` or ``compute`` section or ``limit``; live mode without a
+        ``mast.client`` section; no dask scheduler at ``compute.address``.
     MissingInputError, InputFileError
         An input directory is missing, no file matches, or no file is readable (nothing is
         written then). With ``tess.on_error=fail``, the first unreadable file.
@@ -365,9 +382,10 @@ def run(
             "requests": planned_requests(cfg.live, client, limit=limit),
             "outputs": asdict(out),
         }
+    compute = ComputeConfig.from_params(params)
     files = input_files(cfg, limit=limit, client=client)
     if dry_run:
-        result = _read(files, cfg, progress)
+        result = _read(files, cfg, compute, progress)
         table, duplicates = _drop_duplicates(result)
         return {
             "dry_run": True,
@@ -379,7 +397,7 @@ def run(
         # under the lock no other writer is alive: every temporary sibling is a killed run's
         for target in (out_dir, Path(out.report), Path(out.metrics)):
             remove_stale_temps(target)
-        summary, report = _write_outputs(cfg, params, files, progress)
+        summary, report = _write_outputs(cfg, params, files, compute, progress)
         write_json(report, out.report)
         write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_tess: %s", summary)
@@ -387,12 +405,16 @@ def run(
 
 
 def _write_outputs(
-    cfg: TessConfig, params: Mapping[str, Any], files: list[InputFile], progress: bool
+    cfg: TessConfig,
+    params: Mapping[str, Any],
+    files: list[InputFile],
+    compute: ComputeConfig,
+    progress: bool,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build every output in a temporary sibling of ``outputs.dir`` and swap it in."""
     out = cfg.outputs
     out_dir = Path(out.dir)
-    result = _read(files, cfg, progress)
+    result = _read(files, cfg, compute, progress)
     table, duplicates = _drop_duplicates(result)
     table = _sorted(table)
     kept_as = {f.path.as_posix(): f.name for f in files}
