@@ -12,6 +12,7 @@ import copy
 import hashlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,97 @@ def test_ingest_tess_outputs_do_not_depend_on_the_scheduler(
 ) -> None:
     assert len(tess_runs["synchronous"]) > 10  # the table, the copies, the report, the metrics
     assert tess_runs[kind] == tess_runs["synchronous"]
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrate_images
+
+NIGHT = ROOT / "data/sample/ccd/night"
+
+
+@pytest.fixture(scope="module")
+def calibration_runs(
+    tmp_path_factory: pytest.TempPathFactory, cluster: str
+) -> dict[str, dict[str, str]]:
+    from astropipe.calibration.stage import run
+
+    out = {}
+    for kind in SCHEDULERS:
+        work = tmp_path_factory.mktemp(f"calibration-{kind}")
+        params = {
+            "calibration": {"inputs": {"path": "night"}},  # relative, as under DVC
+            "compute": _compute(kind, cluster),
+        }
+        shutil.copytree(NIGHT, work / "night")
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(work)
+            run(params)
+        out[kind] = _digests(work, "data/interim/calibration", "reports")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCHEDULERS[1:])
+def test_calibrate_images_outputs_do_not_depend_on_the_scheduler(
+    calibration_runs: dict[str, dict[str, str]], kind: str
+) -> None:
+    assert len(calibration_runs["synchronous"]) == 10  # 4 masters, 4 frames, report, metrics
+    assert calibration_runs[kind] == calibration_runs["synchronous"]
+
+
+def _cosmics_pass(night: str, out: str, tasks_per_child: int | None) -> tuple[str, bool]:
+    """Calibrate the first science frame of ``night`` into ``out``, the cosmic-ray pass in
+    children replaced every ``tasks_per_child`` bands (None: in this process); return the
+    file's SHA-256 and whether this process is daemonic (a dask nanny's worker is)."""
+    import multiprocessing
+
+    import dask
+
+    from astropipe.calibration.config import CalibrationConfig
+    from astropipe.calibration.masters import build_masters
+    from astropipe.calibration.science import write_science
+    from astropipe.calibration.stage import plan_from_params
+
+    cfg = CalibrationConfig.from_params({"calibration": {"inputs": {"path": night}}})
+    with dask.config.set(scheduler="synchronous"):
+        plan = plan_from_params(cfg)[0]
+        built = build_masters(plan, cfg, tile_rows=64, workers=1)
+    sp = plan.science[0]
+    write_science(
+        sp.frame,
+        cfg,
+        out,
+        bias=built[sp.bias],
+        flat=built[sp.flat],
+        dark=built[sp.dark] if sp.dark else None,
+        masters={"bias": ("b", "0" * 64)},
+        band_rows=41,
+        cr_band_rows=57,
+        cr_tasks_per_child=tasks_per_child,
+    )
+    digest = hashlib.sha256(Path(out).read_bytes()).hexdigest()
+    return digest, multiprocessing.current_process().daemon
+
+
+@pytest.mark.slow
+def test_cosmic_ray_child_starts_from_a_daemonic_cluster_worker(
+    cluster: str, tmp_path: Path
+) -> None:
+    """multiprocessing refuses children to a daemonic process (a nanny's worker): the cosmic-ray
+    child is a subprocess, so the pass runs there and writes the bytes of the in-process pass."""
+    import cloudpickle
+
+    from astropipe.compute import ComputeConfig, workers
+
+    here, _ = _cosmics_pass(str(NIGHT), str(tmp_path / "here.fits"), None)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    try:
+        cfg = ComputeConfig(scheduler="distributed", address=cluster)
+        with workers(cfg) as pool:
+            [(there, daemonic)] = pool.map(
+                _cosmics_pass, [str(NIGHT)], out=str(tmp_path / "child.fits"), tasks_per_child=2
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert daemonic
+    assert there == here

@@ -4,27 +4,33 @@ astroscrappy 1.3.0 leaks one byte per pixel of every image it is handed: ``updat
 ``dilate5(satpixels, 2)``, whose C code (``PyDilate5`` in ``utils/imutils.c``) ``malloc``\\ s an
 ``nx × ny`` scratch array for its second iteration and never frees it. ``malloc_trim`` cannot
 give that back (measured: +1.0 byte/pixel/call with or without it), so the pass runs in a
-child process (``concurrent.futures`` on a ``multiprocessing`` ``spawn`` context: no copy of
-the parent's heap) that is replaced after ``tasks_per_child`` bands, and the leak dies with
-it.
+child process that is replaced after ``tasks_per_child`` bands, and the leak dies with it.
+
+The child is a fresh interpreter started with :class:`subprocess.Popen` (``python -m
+astropipe.calibration.crchild``; no copy of the parent's heap), not a ``multiprocessing``
+process: the stage may itself run in a dask worker, and a dask nanny's worker is a daemonic
+process, from which ``multiprocessing`` refuses to start children. The parent writes the
+:class:`PassSpec` and the child's bands to its stdin (pickled); the child writes one pickled
+reply per band to its stdout, in order (its own prints go to stderr).
 
 Nothing big crosses the process boundary: the child reads each band's SCI, ERR and MASK rows
 (with their context) itself from the output file being written, at their byte offsets
 (:class:`StoredRows`), and sends back only the band's own cosmic-ray mask, packed 8 pixels a
 byte. The parent ORs it into MASK and writes it. The child imports numpy, astroscrappy and this
-module (plus the parent's ``__main__``, as ``spawn`` does).
+module.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -86,9 +92,6 @@ class PassSpec:
     ignore_bits: int  # MASK bits the detection must not see (the cosmic-ray bit itself)
 
 
-_SPEC: PassSpec | None = None
-
-
 def release_free_heap() -> bool:
     """Give glibc's free heap back to the system (``malloc_trim(0)``); False when the C library
     is not glibc. It frees nothing in use (and cannot recover astroscrappy's leak): it only
@@ -102,11 +105,6 @@ def release_free_heap() -> bool:
         return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):
         return False
-
-
-def _init(spec: PassSpec) -> None:
-    global _SPEC
-    _SPEC = spec
 
 
 def band_mask(spec: PassSpec, r0: int, r1: int) -> np.ndarray:
@@ -129,13 +127,68 @@ def band_mask(spec: PassSpec, r0: int, r1: int) -> np.ndarray:
     )
 
 
-def _band(rows: tuple[int, int]) -> bytes:
-    assert _SPEC is not None
-    return np.packbits(band_mask(_SPEC, *rows)).tobytes()
-
-
 class CosmicsChildError(AstropipeError, RuntimeError):
     """The cosmic-ray child process died (killed, out of memory) before finishing."""
+
+
+def _child_main(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The child: read ``(spec, bands)``, reply ``("ok", packed mask)`` per band in order, or
+    ``("error", exception)`` once and stop."""
+    spec, bands = pickle.load(stdin)
+    for r0, r1 in bands:
+        try:
+            reply: tuple[str, Any] = ("ok", np.packbits(band_mask(spec, r0, r1)).tobytes())
+        except Exception as exc:  # re-raised in the parent, which names the frame
+            reply = ("error", exc)
+        pickle.dump(reply, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+        if reply[0] == "error":
+            return
+
+
+def _child_env() -> dict[str, str]:
+    """The parent's environment, with this package importable however the parent found it."""
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run_chunk(
+    spec: PassSpec,
+    chunk: Sequence[tuple[int, int]],
+    on_band: Callable[[int, int, np.ndarray], None],
+) -> None:
+    """One child for ``chunk``: send the work, take each band's mask as it comes."""
+    cols = spec.sci.shape[1]
+    died = CosmicsChildError(
+        f"{spec.sci.path}: the cosmic-ray child process died (out of memory?); raise "
+        "calibration.memory_limit or free memory and run again."
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "astropipe.calibration.crchild"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=_child_env(),
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            pickle.dump((spec, list(chunk)), child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            child.stdin.close()
+            for r0, r1 in chunk:
+                status, value = pickle.load(child.stdout)
+                if status == "error":
+                    raise value
+                bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8), count=(r1 - r0) * cols)
+                on_band(r0, r1, bits.reshape(r1 - r0, cols).view(bool))
+        except (EOFError, BrokenPipeError, pickle.UnpicklingError):
+            child.kill()
+            raise died from None
+        except BaseException:
+            child.kill()
+            raise
+    if child.returncode != 0:
+        raise died
 
 
 def run_in_child(
@@ -148,27 +201,24 @@ def run_in_child(
     """Run :func:`band_mask` on each of ``bands`` in one child process at a time, replaced
     after ``tasks_per_child`` bands; ``on_band(r0, r1, mask)`` gets each band's mask in order.
 
-    ``concurrent.futures`` rather than ``multiprocessing.Pool``: a child that dies (the OOM
-    killer) raises :class:`CosmicsChildError` instead of hanging the stage.
+    Raises
+    ------
+    CosmicsChildError
+        A child died (the OOM killer, a signal) before sending all its bands.
     """
-    cols = spec.sci.shape[1]
     per_child = max(int(tasks_per_child), 1)
-    context = multiprocessing.get_context("spawn")
-    try:
-        # A new one-process executor for each run of bands, not ``max_tasks_per_child``: on
-        # Python 3.11 that option can deadlock once the worker exits (CPython gh-115634).
-        for first in range(0, len(bands), per_child):
-            chunk = list(bands[first : first + per_child])
-            with ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_init, initargs=(spec,)
-            ) as pool:
-                for (r0, r1), packed in zip(chunk, pool.map(_band, chunk), strict=True):
-                    bits = np.unpackbits(
-                        np.frombuffer(packed, dtype=np.uint8), count=(r1 - r0) * cols
-                    )
-                    on_band(r0, r1, bits.reshape(r1 - r0, cols).view(bool))
-    except BrokenProcessPool:
-        raise CosmicsChildError(
-            f"{spec.sci.path}: the cosmic-ray child process died (out of memory?); raise "
-            "calibration.memory_limit or free memory and run again."
-        ) from None
+    for first in range(0, len(bands), per_child):
+        _run_chunk(spec, bands[first : first + per_child], on_band)
+
+
+def main() -> None:
+    """Entry point of the child (``python -m astropipe.calibration.crchild``)."""
+    # The replies own the real stdout; anything a library prints goes to stderr instead.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    with replies:
+        _child_main(sys.stdin.buffer, replies)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,13 +10,18 @@ Outputs (paths from ``calibration.outputs``):
 
 Both output directories are built in temporary siblings and swapped in at the end, so a
 failed run leaves the previous outputs untouched.
+
+The masters and the science frames are dask graphs computed under ``compute``
+(:func:`astropipe.compute.scheduler`: synchronous, threads, processes or an existing dask
+cluster); their tasks name every file by absolute path and return only numbers, so the outputs
+are byte-identical on every scheduler.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ import dask
 from astropipe.calibration.config import CalibrationConfig
 from astropipe.calibration.cosmics import cosmics_margin
 from astropipe.calibration.crchild import release_free_heap
-from astropipe.calibration.frames import HeaderValueError, discover
+from astropipe.calibration.frames import FrameInfo, HeaderValueError, discover
 from astropipe.calibration.masters import (
     Master,
     build_masters,
@@ -53,6 +58,7 @@ from astropipe.provenance import inputs_digest, relpath, sha256_file
 __all__ = [
     "run",
     "plan_from_params",
+    "absolute_plan",
     "tile_rows",
     "science_bands",
     "science_rows",
@@ -91,6 +97,23 @@ def plan_from_params(
         usable.append(f)
     plan = make_plan(usable, directory=cfg.inputs.path, require_dark=cfg.require_dark)
     return plan, len(skipped)
+
+
+def absolute_plan(plan: CalibrationPlan) -> CalibrationPlan:
+    """The same plan with every frame named by its absolute path.
+
+    The masters and science frames are computed as dask tasks; on a cluster a worker runs
+    in another working directory, where a relative path names nothing.
+    """
+
+    def frame(f: FrameInfo) -> FrameInfo:
+        return replace(f, path=f.path.resolve())
+
+    return replace(
+        plan,
+        masters=[replace(m, frames=tuple(frame(f) for f in m.frames)) for m in plan.masters],
+        science=[replace(sp, frame=frame(sp.frame)) for sp in plan.science],
+    )
 
 
 def tile_rows(cfg: CalibrationConfig, spec: MasterSpec, workers: int) -> int:
@@ -256,6 +279,7 @@ def run(
             "science": [s.frame.name for s in plan.science],
             "quarantined": quarantine_report,
         }
+    plan = absolute_plan(plan)
     inputs = {relpath(f.path): sha256_file(f.path) for m in plan.masters for f in m.frames} | {
         relpath(s.frame.path): sha256_file(s.frame.path) for s in plan.science
     }
@@ -264,8 +288,8 @@ def run(
     metrics_science: dict[str, Any] = {}
     with (
         scheduler(compute),
-        atomic_dir(cfg.outputs.masters) as mdir,
-        atomic_dir(cfg.outputs.science) as sdir,
+        atomic_dir(Path(cfg.outputs.masters).resolve()) as mdir,  # absolute: see absolute_plan
+        atomic_dir(Path(cfg.outputs.science).resolve()) as sdir,
     ):
         names = {f.name: inputs[relpath(f.path)] for m in plan.masters for f in m.frames}
         # each master is written band by band into its file and read back from it
