@@ -34,16 +34,26 @@ def in_root(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_lock(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """dvc.lock of one whole ``dvc repro`` in a fresh copy, with the committed conf/ (threads,
-    every SIMD target this CPU has): the run that other runs (SIMD levels, schedulers) match."""
-    import yaml
-
-    from repo_copy import copy_repo, run_dvc
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the repository after one whole ``dvc repro`` with the committed conf/
+    (threads, every SIMD target this CPU has), its run committed to the copy's git. Tests must
+    not change it: :func:`repo_copy.copy_run` gives a copy to work in."""
+    from repo_copy import copy_repo, git, run_dvc
 
     repo = copy_repo(tmp_path_factory.mktemp("reference-run"))
     run_dvc(repo, "repro")
-    return yaml.safe_load((repo / "dvc.lock").read_text())
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "pipeline run")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def reference_lock(reference_run: Path) -> dict:
+    """``dvc.lock`` of :func:`reference_run`: the run that other runs (SIMD levels,
+    schedulers) must match."""
+    import yaml
+
+    return yaml.safe_load((reference_run / "dvc.lock").read_text())
 
 
 @pytest.fixture(scope="session")

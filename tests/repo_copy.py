@@ -19,7 +19,10 @@ import yaml
 __all__ = [
     "ROOT",
     "BIN",
+    "GIT_ID",
     "copy_repo",
+    "copy_run",
+    "git",
     "run_dvc",
     "out_hashes",
     "committed_lock",
@@ -52,6 +55,30 @@ def copy_repo(dest: Path) -> Path:
         shutil.copy2(src, dest / rel)
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
+
+
+#: A committer identity for the copies' own commits (CI machines may have none).
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "astropipe tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.org",
+    "GIT_COMMITTER_NAME": "astropipe tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.org",
+}
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """Copy a repository that already ran the pipeline (outputs, ``.dvc/cache``, ``.git``)."""
+    shutil.copytree(run, dest, symlinks=True)
+    return dest
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run ``git *args`` in ``repo`` with :data:`GIT_ID`; fail the test with git's output."""
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ID}, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
 def run_dvc(

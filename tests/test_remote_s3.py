@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repo_copy import BIN, copy_repo, run_dvc
+from repo_copy import BIN, copy_run, run_dvc
 
 pytestmark = pytest.mark.slow
 
@@ -118,10 +118,11 @@ def _files(root: Path, rel: str) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Path:
+def pushed(
+    tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, reference_run: Path
+) -> Path:
     """A fresh copy that ran the pipeline, committed dvc.lock and pushed to the remote."""
-    repo = copy_repo(tmp_path_factory.mktemp("alice"))
-    _dvc(repo, "repro")
+    repo = copy_run(reference_run, tmp_path_factory.mktemp("alice") / "repo")
     # The team's remote, committed; the endpoint and the keys are personal (config.local).
     _dvc(repo, "remote", "add", "-d", "storage", REMOTE_URL)
     _dvc(repo, "remote", "modify", "--local", "storage", "endpointurl", s3_endpoint)
