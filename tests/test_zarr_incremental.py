@@ -96,20 +96,21 @@ def test_append_only_directory(pool, tmp_path: Path) -> None:
 _KILL_MID_STEP = textwrap.dedent(
     """
     import os, signal, sys
-    from astropipe.zarrcube import writer
+    from astropipe.zarrcube import steps
     from astropipe.zarrcube.stage import run
     from tests.zarr_helpers import params
     from pathlib import Path
 
-    def dying(group, layout, idx, info, arrays):
-        if idx == 2:  # half of step 2 is on disk, its step_complete flag is not
-            group["SKY"][idx : idx + 1] = arrays["SKY"][None]
+    def dying(root, spec, idx, value):
+        if idx == 2 and spec.name == "BMAJ":  # SKY of step 2 is on disk, the rest is not
             os.kill(os.getpid(), signal.SIGKILL)
-        real(group, layout, idx, info, arrays)
+        return real(root, spec, idx, value)
 
-    real = writer._write_step
-    writer._write_step = dying
-    run(params(Path(sys.argv[1]), Path(sys.argv[2])), collection="lwa")
+    real = steps.write_array
+    steps.write_array = dying
+    # one step at a time, in this process: steps 0 and 1 are done (1 not yet flagged)
+    run({**params(Path(sys.argv[1]), Path(sys.argv[2])), "compute": {"scheduler":
+        "synchronous"}}, collection="lwa")
     """
 )
 
@@ -125,7 +126,7 @@ def test_sigkill_mid_step_then_rerun_is_identical(pool, tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     # the half-written step opens but is not marked complete
     ds = xr.open_zarr(out, consolidated=False)
-    flags = ds.step_complete.values  # two steps are written at a time: 1 and 3 may be done
+    flags = ds.step_complete.values  # step 1's task ran before step 0 was flagged
     assert flags[0] == 1 and flags[2] == 0
     assert np.isfinite(ds.SKY.isel(time=2).values).all()  # its pixels did land...
     assert np.isnan(ds.BMAJ.isel(time=2).values).all()  # ...the rest did not

@@ -141,7 +141,7 @@ class CcdLayout(Layout):
                         f"{path}: MASK values outside 0..65535; expected a bit mask (uint16)."
                     )
                 out[ext] = np.asarray(data, dtype=dtype)
-        return {**out, **info.small}, {relpath(path): digest}
+        return {**out, **info.small}, {path.as_posix(): digest}
 
     def variables(self, static: dict[str, Any]) -> list[VarSpec]:
         unit = static.get("bunit", "")

@@ -51,6 +51,9 @@ class StepInfo:
     small: dict[str, np.ndarray] = field(default_factory=dict)  # per-step values, no time axis
     corrections: tuple[str, ...] = ()
     wcs: dict[str, Any] = field(default_factory=dict)  # the step's own WCS cards (phase centre)
+    # what the scan learnt that spares the read a header parse (lwa: per path, its pixel
+    # layout and plane order; checked against the bytes read); travels with the step's task
+    hints: dict[Path, Any] = field(default_factory=dict)
 
 
 class Tiled:
@@ -130,7 +133,9 @@ class Layout:
 
     def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """The step's time-dependent arrays (without the time axis) by variable name, and
-        the SHA-256 of its files (each file is read once: hashed and decoded from one buffer).
+        the SHA-256 of its files by ``path.as_posix()`` (each file is read once: hashed and
+        decoded from one buffer). Runs in a task, possibly on another machine: nothing here
+        may depend on the working directory.
         """
         raise NotImplementedError
 

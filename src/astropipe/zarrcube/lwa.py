@@ -39,7 +39,6 @@ __all__ = ["LwaLayout"]
 class _Plan(NamedTuple):
     """How one file's pixels go into SKY, from its header (kept from the scan)."""
 
-    rel: str  # path relative to the repository
     freqs: list[float]
     stokes: list[str]
     axes: list[int]  # numpy axes of the data, ordered to (..., stokes, freq, y, x)
@@ -58,9 +57,6 @@ class LwaLayout(Layout):
         self._free: list[Tiled] = []
         self._workers = read_workers
         self._executor: ThreadPoolExecutor | None = None
-        # per file, from the scan: its header layout and plane order, so a read does not
-        # parse the header again (checked against the bytes read; dropped once read)
-        self._known: dict[Path, tuple[Known, _Plan]] = {}
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -71,15 +67,16 @@ class LwaLayout(Layout):
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
-        self._known.clear()
 
     def _spare(self, shape: tuple[int, ...]) -> Tiled:
         tile = self.tile or max(shape[-2:])
-        while self._free:
-            arr = self._free.pop()
+        while True:
+            try:  # steps of concurrent tasks share this layout: pop, never check-then-pop
+                arr = self._free.pop()
+            except IndexError:
+                return Tiled(shape, tile)
             if arr.shape == shape and arr.tile == tile:
                 return arr
-        return Tiled(shape, tile)
 
     def release(self, arrays: dict[str, Any]) -> None:
         if len(self._free) < 3 and isinstance(arrays.get("SKY"), Tiled):
@@ -116,7 +113,7 @@ class LwaLayout(Layout):
         order += [naxis - fa.number] if fa else []
         order += [naxis - 2, naxis - 1]
         extra = [a for a in range(naxis) if a not in order]
-        return _Plan(relpath(path), fvals, stokes, extra + order)
+        return _Plan(fvals, stokes, extra + order)
 
     def scan(self, spec: StepSpec) -> StepInfo:
         files, nbytes = names(spec.files)
@@ -127,6 +124,8 @@ class LwaLayout(Layout):
         center: dict[str, float] = {}
         time_mjd = np.nan
         bunit = ""
+        # per file: its header layout and plane order, so the read need not parse the header
+        hints: dict[Path, tuple[Known, _Plan]] = {}
         for path in spec.files:
             # header blocks only, with the truncation check
             raw, pixels = read_primary_header(path)
@@ -162,9 +161,9 @@ class LwaLayout(Layout):
             freqs, stokes, done = self._planes(header, path)
             corrections.update(done)
             try:
-                self._known[path] = (known_layout(path, pixels), self._plan(header, path))
+                hints[path] = (known_layout(path, pixels), self._plan(header, path))
             except (OSError, ValueError, TypeError, KeyError):
-                self._known.pop(path, None)  # read parses the header itself
+                hints.pop(path, None)  # read parses the header itself
             for f in freqs:
                 for s in stokes:
                     planes[(f, s)] = b
@@ -198,6 +197,7 @@ class LwaLayout(Layout):
             },
             corrections=tuple(sorted(corrections)),
             wcs={k: float(v) for k, v in sorted(center.items())},
+            hints=hints,
         )
 
     def read(self, info: StepInfo) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -212,7 +212,7 @@ class LwaLayout(Layout):
             buffer = getattr(self._local, "buffer", None)
             if buffer is None:
                 buffer = self._local.buffer = bytearray()
-            known = self._known.pop(path, None)
+            known = info.hints.get(path)
             got = read_known(path, buffer, known[0]) if known else None
             if got is not None:
                 data, digest = got
@@ -230,7 +230,7 @@ class LwaLayout(Layout):
                         # (y, x) -> (l, m) = (x, y), straight into the chunk's buffer; the
                         # copy also swaps to native byte order (tile by tile: cache-friendly)
                         block[k, p] = plane[sm, sl].T
-            return plan.rel, digest
+            return path.as_posix(), digest
 
         # files of a step are read in parallel (hashing and copying release the GIL)
         sums = dict(sorted(self._pool().map(one, info.paths)))

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from astropipe.compute import ComputeConfig
 from astropipe.io.tables import write_json
 from astropipe.zarrcube.config import ZarrConfig
 from astropipe.zarrcube.discover import list_inputs
@@ -34,7 +35,8 @@ def run(
     Parameters
     ----------
     params
-        The full params mapping; the ``zarr`` section is read.
+        The full params mapping; the ``zarr`` and ``compute`` sections are read (the time
+        steps are read, encoded and written as tasks on ``compute.scheduler``).
     dry_run
         Scan inputs and plan the writes; write nothing (no store, no metrics).
     collection
@@ -75,6 +77,7 @@ def run(
         collection=collection,
         options=options,
         config=recorded,
+        compute=ComputeConfig.from_params(params),
         progress=progress,
         dry_run=dry_run,
     )

@@ -31,9 +31,8 @@ import gc
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +42,28 @@ import numpy as np
 import zarr
 
 from astropipe import __version__
+from astropipe.compute import ComputeConfig, Workers, workers
 from astropipe.errors import ConfigError, GridMismatchError, MissingInputError
 from astropipe.progress import bar as progress_bar
-from astropipe.provenance import provenance
+from astropipe.provenance import provenance, relpath
 from astropipe.zarrcube import store as S
 from astropipe.zarrcube.chunks import RecordingStore, chunk_refs, describe, hash_chunks
 from astropipe.zarrcube.config import ChunksConfig, CompressorConfig
+from astropipe.zarrcube.encode import ChunkSpec, Unsupported
 from astropipe.zarrcube.existing import Damage, assess, open_existing
 from astropipe.zarrcube.grid import Grid, check_grid
-from astropipe.zarrcube.layouts import STORE_VERSIONS, Layout, StepInfo, Tiled, checksums
+from astropipe.zarrcube.layouts import STORE_VERSIONS, Layout, StepInfo
 from astropipe.zarrcube.lock import StoreLock
 from astropipe.zarrcube.manifest import ATTR, COMPLETE, Manifest, TimeStep
+from astropipe.zarrcube.steps import (
+    StepResult,
+    StepTask,
+    file_digests,
+    forget_layouts,
+    scan_step,
+    write_array,
+    write_steps,
+)
 
 __all__ = ["WriteOptions", "write_collection"]
 
@@ -111,13 +121,15 @@ def _entry(info: StepInfo) -> TimeStep:
     )
 
 
-def _scan(layout: Layout, files: list[Path], workers: int, progress: bool) -> list[StepInfo]:
+def _scan(layout: Layout, files: list[Path], pool: Workers, progress: bool) -> list[StepInfo]:
     specs = layout.group(files)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        it = pool.map(layout.scan, specs)
-        return list(
-            progress_bar(it, total=len(specs), desc="headers", unit="step", enabled=progress)
-        )
+    it = pool.map(scan_step, specs, kind=layout.kind, read_workers=layout_workers(layout))
+    return list(progress_bar(it, total=len(specs), desc="headers", unit="step", enabled=progress))
+
+
+def layout_workers(layout: Layout) -> int:
+    """Threads a layout reads the files of one step with (lwa: ``read_workers``)."""
+    return int(getattr(layout, "_workers", 1))
 
 
 def _same_axis(key: str, a: Any, b: Any) -> bool:
@@ -156,14 +168,14 @@ def _check_repairable(
 def _plan(
     infos: list[StepInfo],
     old: tuple[Manifest, np.ndarray] | None,
-    workers: int,
+    pool: Workers,
     damaged: Iterable[int] = (),
 ) -> tuple[list[TimeStep], list[tuple[int, StepInfo]]]:
     """The full manifest (one entry per target time step) and the steps to write.
 
     A stored step is kept when it keeps its index, is flagged complete, none of its chunks is
     ``damaged`` (stored indices), and its files still have the recorded checksums (hashed
-    here, in parallel); any other input step is written.
+    here, as tasks of ``pool``); any other input step is written.
     """
     flags = old[1] if old else np.zeros(0, dtype=np.uint8)
     damaged = set(damaged)
@@ -204,9 +216,9 @@ def _plan(
                 "among the inputs; put them back in the input directory, or set zarr.rebuild=true."
             )
         entries.append(prev[1])
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        sums = list(pool.map(lambda m: checksums(m[1].paths), maybe))
-    for (idx, info, prev), got in zip(maybe, sums, strict=True):
+    sums = pool.map(file_digests, [m[1].paths for m in maybe])
+    for (idx, info, prev), digests in zip(maybe, sums, strict=True):
+        got = dict(sorted((relpath(p), d) for p, d in zip(info.paths, digests, strict=True)))
         if got == prev.files:
             entries[idx] = prev
         else:
@@ -262,10 +274,10 @@ def _direction(grid: Grid) -> dict[str, Any]:
     }
 
 
-#: time steps compressed and written at once (when each step has its own time chunks)
-STEP_WRITERS = 2
 #: manifests smaller than this (bytes of JSON) are saved after every written step
 MANIFEST_SMALL = 1 << 18
+#: the value of a written step's ``step_complete`` flag
+_ONE = np.ones(1, dtype=np.uint8)[0]
 
 
 @contextmanager
@@ -285,21 +297,44 @@ def _frozen_heap() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _write_step(
-    group: dict[str, zarr.Array], layout: Layout, idx: int, info: StepInfo, arrays: dict
-) -> None:
-    for v in layout.variables(info.static):
-        value = arrays[v.name]
-        if isinstance(value, Tiled):
-            # one call per chunk with exactly the chunk's contiguous buffer: zarr encodes it
-            # as is, instead of filling a new chunk with the fill value and copying into it
-            for sa, sb, block in value.tiles:
-                group[v.name][idx : idx + 1, ..., sa, sb] = block[None]
-            continue
-        group[v.name][idx : idx + 1] = np.asarray(value)[None]
-    group["time"][idx : idx + 1] = np.array([info.time_mjd])
-    # last: the flag says every array above is on disk
-    group[COMPLETE][idx : idx + 1] = np.array([1], dtype=np.uint8)
+def _direct_specs(
+    handles: dict[str, zarr.Array], order: list[str], per_chunk: int
+) -> dict[str, ChunkSpec] | None:
+    """Chunk specs of every time array (in write ``order``, then the rest) when steps can be
+    written without zarr, else None."""
+    if per_chunk != 1:
+        return None  # a time chunk shared by steps is read, modified and written: zarr does it
+    names = [n for n in order if n in handles] + sorted(set(handles) - set(order))
+    try:
+        return {name: ChunkSpec.of(handles[name]) for name in names}
+    except Unsupported as exc:
+        log.info("chunks written through zarr: %s", exc)
+        return None
+
+
+def _tasks(
+    todo: list[tuple[int, StepInfo]],
+    store: Path,
+    layout: Layout,
+    per_chunk: int,
+    specs: dict[str, ChunkSpec] | None,
+) -> Iterator[StepTask]:
+    """One task per step (direct writes), or per time chunk (the steps that share it)."""
+    base = {
+        "store": str(store.absolute()),
+        "kind": layout.kind,
+        "tile": layout.tile,
+        "read_workers": layout_workers(layout),
+        "specs": None if specs is None else tuple(v for k, v in specs.items() if k != COMPLETE),
+    }
+    group: list[tuple[int, StepInfo]] = []
+    for idx, info in todo:
+        if group and (specs is not None or group[-1][0] // per_chunk != idx // per_chunk):
+            yield StepTask(steps=tuple(group), **base)
+            group = []
+        group.append((idx, info))
+    if group:
+        yield StepTask(steps=tuple(group), **base)
 
 
 def write_collection(
@@ -310,6 +345,7 @@ def write_collection(
     collection: str,
     options: WriteOptions,
     config: dict[str, Any],
+    compute: ComputeConfig | None = None,
     progress: bool = False,
     dry_run: bool = False,
 ) -> dict[str, Any]:
@@ -327,6 +363,10 @@ def write_collection(
         Collection name and the configuration recorded in the store's provenance.
     options
         Chunks, format, compressor, rebuild, read workers.
+    compute
+        Where the per-step work runs (:mod:`astropipe.compute`; default: 2 threads). Tasks
+        read input files and write chunk files by absolute path: cluster workers must see
+        the same file system.
     progress
         Show progress bars on stderr (:mod:`astropipe.progress`; never in outputs or metrics).
     dry_run
@@ -336,15 +376,19 @@ def write_collection(
     ------
     LockedError, GridMismatchError, InputFileError, MissingInputError, ConfigError
     """
-    files = sorted(files)
+    # absolute: tasks may run in another working directory (recorded paths stay relative)
+    files = sorted(Path(f).absolute() for f in files)
     layout.tile = options.chunks.sky  # images are read straight into chunk-sized tiles
+    cfg = compute or ComputeConfig()
     try:
-        with StoreLock(store):
+        with StoreLock(store), workers(cfg) as pool:
             return _write_locked(
-                layout, files, store, collection, options, config, progress, dry_run
+                layout, files, store, collection, options, config, pool, progress, dry_run
             )
     finally:
         layout.close()
+        if cfg.scheduler in ("synchronous", "threads"):
+            forget_layouts()  # the reusable step buffers of this process's tasks
 
 
 def _write_locked(
@@ -354,10 +398,11 @@ def _write_locked(
     collection: str,
     options: WriteOptions,
     config: dict[str, Any],
+    pool: Workers,
     progress: bool,
     dry_run: bool,
 ) -> dict[str, Any]:
-    infos = _scan(layout, files, options.read_workers, progress)
+    infos = _scan(layout, files, pool, progress)
     old = open_existing(store, options.record(layout.kind), rebuild=options.rebuild)
     damage = Damage()
     if old is not None:
@@ -373,9 +418,7 @@ def _write_locked(
         _check_static(static, ref, info)
     # damaged chunks read as missing: a damaged step_complete chunk gives 0, never a codec error
     flags = S.read_flags(store, hidden=set(damage.bad)) if old is not None else None
-    entries, todo = _plan(
-        infos, (old, flags) if old is not None else None, options.read_workers, damage.steps
-    )
+    entries, todo = _plan(infos, (old, flags) if old is not None else None, pool, damage.steps)
     summary = {
         "collection": collection,
         "store": config.get("output", str(store)),
@@ -474,47 +517,44 @@ def _write_locked(
             unit_scale=True,
             enabled=progress,
         )
-        # steps in different time chunks can be written at once (two with chunks.time=1);
-        # steps sharing a chunk must not be, or one read-modify-write would undo the other
-        n_writers = STEP_WRITERS if per_chunk == 1 else 1
-        pending: deque[tuple[Future, int, StepInfo, dict[str, Any], dict[str, str]]] = deque()
+        # the image first, the time and the flag last (as zarr wrote them before)
+        order = [v.name for v in layout.variables(static)] + ["time", COMPLETE]
+        specs = _direct_specs(handles, order, per_chunk)
+        fresh: dict[str, str] = {}  # digests of chunks written by the tasks, not yet final
 
-        def finish() -> None:
-            fut, idx, info, arrays, sums = pending.popleft()
-            fut.result()
-            layout.release(arrays)
-            entries[idx] = entries[idx].with_files(sums)
-            tc = idx // per_chunk
-            touched[tc] -= 1
-            if touched[tc] == 0:  # the last step of its time chunks: they are final now
-                keys = [r.key for r in chunk_refs(handles, time_chunks=[tc], static=False)]
-                got = recorder.take(keys)
-                rest = [k for k in keys if k not in got]  # not written in this run: read them
-                chunk_sums.update(got)
-                chunk_sums.update(hash_chunks(store, rest, workers=options.read_workers))
+        def flag(idx: int) -> None:
+            # after the step's arrays are on disk: the flag says they all are
+            if specs is not None:
+                fresh.update(write_array(store.absolute(), specs[COMPLETE], idx, _ONE))
+            else:
+                handles[COMPLETE][idx : idx + 1] = _ONE[None]
+
+        def finish(result: StepResult) -> None:
+            fresh.update(result.chunks)
+            for idx, sums in zip(result.indices, result.files, strict=True):
+                flag(idx)
+                entries[idx] = entries[idx].with_files(
+                    {relpath(p): sums[p.as_posix()] for p in steps_by_idx[idx].paths}
+                )
+                touched[idx // per_chunk] -= 1
+                bar.update(steps_by_idx[idx].nbytes)
+                log.debug("wrote time step %s at index %d", entries[idx].key, idx)
+            for tc in sorted({i // per_chunk for i in result.indices}):
+                if touched[tc] == 0:  # the last step of its time chunks: they are final now
+                    keys = [r.key for r in chunk_refs(handles, time_chunks=[tc], static=False)]
+                    got = {k: fresh.pop(k) for k in keys if k in fresh}
+                    got.update(recorder.take(k for k in keys if k not in got))
+                    rest = [k for k in keys if k not in got]  # not written in this run: read them
+                    chunk_sums.update(got)
+                    chunk_sums.update(hash_chunks(store, rest, workers=options.read_workers))
             if due():
                 save(store)
-            bar.update(info.nbytes)
-            log.debug("wrote time step %s at index %d", info.key, idx)
 
-        with (
-            _frozen_heap(),
-            ThreadPoolExecutor(1, thread_name_prefix="step-read") as readers,
-            ThreadPoolExecutor(n_writers, thread_name_prefix="step-write") as writers,
-        ):
-            # read (and hash) the next step while earlier ones are compressed and written
-            ahead: Future | None = readers.submit(layout.read, todo[0][1]) if todo else None
-            for k, (idx, info) in enumerate(todo):
-                assert ahead is not None
-                arrays, sums = ahead.result()
-                nxt = todo[k + 1][1] if k + 1 < len(todo) else None
-                ahead = readers.submit(layout.read, nxt) if nxt is not None else None
-                fut = writers.submit(_write_step, handles, layout, idx, info, arrays)
-                pending.append((fut, idx, info, arrays, sums))
-                while len(pending) >= n_writers:
-                    finish()
-            while pending:
-                finish()
+        steps_by_idx = dict(todo)
+        with _frozen_heap():
+            tasks = _tasks(todo, store, layout, per_chunk, specs)
+            for result in pool.map(write_steps, tasks):
+                finish(result)
         bar.close()
         save(store)
         zarr.consolidate_metadata(store, zarr_format=options.zarr_format)
