@@ -144,7 +144,8 @@ def compute_features(
         rows = np.repeat(big, counts)
         key, t, value, err, is_flux = key[rows], t[rows], value[rows], err[rows], is_flux[rows]
         counts = counts[big]
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        # no group left (every one below min_points): no start at all, not a start at 0
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)[: len(counts)]
     group_key = key[starts]
     feats = _chunked_statistics(t, value, err, is_flux[starts], starts)
     pg = cfg.periodogram

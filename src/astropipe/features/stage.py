@@ -1,9 +1,18 @@
-"""The ``build_lightcurve_features`` stage: light-curve tables → ``features.parquet``."""
+"""The ``build_lightcurve_features`` stage: light-curve tables → ``features.parquet``.
+
+The points are read, cleaned and turned into features in batches of whole objects
+(:mod:`astropipe.features.batches`), run through the ``compute`` group's workers and merged in
+batch order; the outputs are written row group by row group (:mod:`astropipe.features.output`).
+Memory therefore stays flat however many curves there are, and the bytes do not depend on the
+scheduler, the number of workers or ``features.batch_points``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,63 +20,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from astropipe.compute import ComputeConfig, workers
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
-from astropipe.errors import AstropipeError
-from astropipe.features.clean import CleanConfig, catalog_ephemerides, clean_lightcurves
-from astropipe.features.clean.masks import REMOVED, STEP_BITS
+from astropipe.features.batches import BatchResult, plan, process_batch, spill, spill_dir_near
+from astropipe.features.clean import CleanConfig, catalog_ephemerides
+from astropipe.features.clean.masks import STEP_BITS
 from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
-from astropipe.features.clean.report import feature_plot_table, lightcurve_plot_table, write_csv
-from astropipe.features.extract import (
-    OUTPUT_COLUMNS,
-    ExtractConfig,
-    compute_features,
+from astropipe.features.clean.report import lightcurve_plot_table, write_csv
+from astropipe.features.clean.summary import StepCounts, report
+from astropipe.features.extract import ExtractConfig
+from astropipe.features.output import (
+    CLEAN_GROUP_ROWS,
+    FEATURE_UNITS,
+    FEATURES_GROUP_ROWS,
+    FEATURES_SCHEMA,
+    CsvRows,
+    ParquetRowGroups,
+    SurveyMixError,
+    file_metadata,
+    with_survey,
 )
-from astropipe.io.tables import read_parquet, write_json, write_parquet
+from astropipe.io.tables import write_json
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, FLAG_QUALITY_MASKED
 from astropipe.provenance import provenance, relpath, sha256_file
 
-__all__ = ["FeaturesConfig", "SurveyMixError", "run", "FEATURES_SCHEMA"]
+__all__ = ["FeaturesConfig", "SurveyMixError", "run", "FEATURES_SCHEMA", "FEATURE_UNITS"]
 
 log = logging.getLogger(__name__)
 
-FEATURES_SCHEMA = pa.schema(
-    [
-        pa.field("object_id", pa.string(), nullable=False),
-        pa.field("band", pa.string(), nullable=False),
-        # the light curves' survey (ZTF, TESS, Kepler, K2): the validate stage checks each
-        # row's band and MJD against its survey's range
-        pa.field("survey", pa.string(), nullable=False),
-    ]
-    + [pa.field(c, pa.int64() if c == "n_obs" else pa.float64()) for c in OUTPUT_COLUMNS]
-)
-FEATURE_UNITS = {
-    "time_span": "d",
-    "mjd_first": "d",
-    "mjd_last": "d",
-    "mjd_peak": "d",
-    "mean": "mag",
-    "median": "mag",
-    "std": "mag",
-    "amplitude": "mag",
-    "mad": "mag",
-    "mag_peak": "mag",
-    "slope": "mag / d",
-    "rise_rate": "mag / d",
-    "decay_rate": "mag / d",
-    # Value columns are in magnitudes for magnitude groups (mag_peak set) and in the light
-    # curve's flux unit for flux groups (flux_peak set; TESS/Kepler e-/s).
-    "flux_peak": "electron / s",
-    "rise_time": "d",
-    "decay_time": "d",
-    "inter_percentile_range_5": "mag",
-    "inter_percentile_range_10": "mag",
-    "inter_percentile_range_20": "mag",
-    "linear_fit_slope": "mag / d",
-    "linear_fit_slope_sigma": "mag / d",
-    "ls_period": "d",
-    "cdpp": "ppm",
-}
+#: The old private name of :func:`astropipe.features.output.with_survey`.
+_with_survey = with_survey
 
 
 @dataclass(frozen=True)
@@ -104,6 +88,9 @@ class FeaturesConfig:
     min_points: PositiveInt = 3
     # ZTF negative-difference alerts and TESS/Kepler cadences masked by ingest_tess's preset
     exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF | FLAG_QUALITY_MASKED
+    # input points per task: whole objects are gathered until a batch holds this many (an
+    # object with more is a batch of its own); speed and memory only, never the outputs
+    batch_points: PositiveInt = 1 << 15
     clean: CleanConfig = field(default_factory=CleanConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     plots: FeaturesPlots = field(default_factory=FeaturesPlots)
@@ -113,36 +100,6 @@ class FeaturesConfig:
     def from_params(cls, params: Mapping[str, Any]) -> FeaturesConfig:
         """Build from the full params mapping, checking every key's type and range."""
         return from_mapping(cls, params.get("features") or {}, where="features")
-
-
-def _load(cfg: FeaturesConfig) -> tuple[pd.DataFrame, dict[str, str]]:
-    frames, hashes = [], {}
-    for path in cfg.inputs:
-        frames.append(read_parquet(path).to_pandas())
-        hashes[relpath(path)] = sha256_file(path)
-    return pd.concat(frames, ignore_index=True), hashes
-
-
-class SurveyMixError(AstropipeError, ValueError):
-    """One ``(object_id, band)`` group holds points of more than one survey."""
-
-
-def _with_survey(feats: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """``feats`` with a ``survey`` column after ``band``: the survey of its group's points."""
-    per = kept.groupby(["object_id", "band"], sort=True)["survey"].agg(["first", "nunique"])
-    mixed = per[per["nunique"] > 1]
-    if len(mixed):
-        oid, band = mixed.index[0]
-        rows = (kept["object_id"] == oid) & (kept["band"] == band)
-        raise SurveyMixError(
-            f"features.inputs: object {oid!r} band {band!r} has points of several surveys "
-            f"{sorted(kept.loc[rows, 'survey'].unique())}; give each survey's objects distinct "
-            "object_id values."
-        )
-    survey = per["first"].reindex(pd.MultiIndex.from_frame(feats[["object_id", "band"]]))
-    out = feats.copy()
-    out.insert(2, "survey", survey.to_numpy(object))
-    return out
 
 
 def _ephemerides(cfg: FeaturesConfig, hashes: dict[str, str]) -> pd.DataFrame | None:
@@ -157,50 +114,141 @@ def _ephemerides(cfg: FeaturesConfig, hashes: dict[str, str]) -> pd.DataFrame | 
     return eph
 
 
-def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-    """Clean the light curves of ``features.inputs``, write them to ``features.outputs.clean``,
-    and compute features from the kept points into ``features.outputs.features``."""
-    cfg = FeaturesConfig.from_params(params)
-    lc, hashes = _load(cfg)
-    cleaned, clean_summary = clean_lightcurves(
-        lc, cfg.clean, exclude_flags=cfg.exclude_flags, ephemerides=_ephemerides(cfg, hashes)
-    )
-    kept = cleaned[(cleaned["clean_mask"].to_numpy() & REMOVED) == 0]
-    feats = _with_survey(compute_features(kept, cfg=cfg.extract, min_points=cfg.min_points), kept)
-    groups = kept.groupby(["object_id", "band"]).ngroups if len(kept) else 0
-    summary = {
-        "detections_used": len(kept),
-        "groups": int(groups),
-        "groups_with_features": len(feats),
-        "groups_below_min_points": int(groups - len(feats)),
+#: ``features`` keys that change speed and memory, never a byte of the outputs: left out of
+#: the provenance written into them.
+_NOT_IN_PROVENANCE = ("batch_points",)
+
+
+def _provenance_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params["features"].items() if k not in _NOT_IN_PROVENANCE}
+
+
+@dataclass
+class _Totals:
+    """The batches' results merged in order: what the metrics and the plot need."""
+
+    counts: StepCounts = field(default_factory=StepCounts)
+    detections_used: int = 0
+    groups: int = 0
+    features: int = 0
+    cdpp: list[np.ndarray] = field(default_factory=list)
+    curves: list[tuple[tuple[str, str, str], int]] = field(default_factory=list)
+
+    def add(self, res: BatchResult) -> None:
+        self.counts.add(res.counts)
+        self.detections_used += res.detections_used
+        self.groups += res.groups
+        self.features += res.features.num_rows
+        self.cdpp.append(res.cdpp)
+        self.curves.extend(res.curves)
+
+
+def _metrics(totals: _Totals, clean_summary: Mapping[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "detections_used": totals.detections_used,
+        "groups": totals.groups,
+        "groups_with_features": totals.features,
+        "groups_below_min_points": totals.groups - totals.features,
         # A few readable numbers for `dvc exp show --only-changed`; per-survey counts are in
         # the cleaned table's metadata.
         "clean": {k: v for k, v in clean_summary.items() if k != "by_survey"},
     }
-    if "cdpp" in feats.columns and feats["cdpp"].notna().any():
+    cdpp = np.concatenate(totals.cdpp) if totals.cdpp else np.zeros(0)
+    if np.isfinite(cdpp).any():
         # Rounded for a readable `dvc exp show` column (0.001 ppm is far below any change
         # that matters).
-        median_cdpp = float(np.nanmedian(feats["cdpp"].to_numpy(np.float64)))
-        summary["median_cdpp_ppm"] = round(median_cdpp, 3)
-    if dry_run:
-        return {"dry_run": True, **summary}
-    prov = provenance(stage="build_lightcurve_features", inputs=hashes, params=params["features"])
-    clean_table = pa.Table.from_pandas(cleaned, schema=CLEAN_SCHEMA, preserve_index=False)
-    write_parquet(
-        clean_table,
-        cfg.outputs.clean,
-        provenance={**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": clean_summary},
-        units=CLEAN_UNITS,
-    )
-    table = pa.Table.from_pandas(feats, schema=FEATURES_SCHEMA, preserve_index=False)
-    write_parquet(table, cfg.outputs.features, provenance=prov, units=FEATURE_UNITS)
+        summary["median_cdpp_ppm"] = round(float(np.nanmedian(cdpp)), 3)
+    return summary
+
+
+def _plotted_curves(totals: _Totals, plots: FeaturesPlots) -> list[str]:
+    """Object ids of the curves the raw-vs-clean plot shows (its ``_pick`` over all batches)."""
+    items = sorted(totals.curves, key=lambda kv: kv[0] if plots.objects else (-kv[1], kv[0]))
+    return sorted({key[0] for key, _ in items[: plots.max_objects]})
+
+
+def _lightcurve_plot(cfg: FeaturesConfig, objects: list[str]) -> pd.DataFrame:
+    """The raw-vs-clean plot table, from the rows of ``objects`` in the written clean table."""
+    if objects:
+        rows = pq.read_table(cfg.outputs.clean, filters=[("object_id", "in", objects)])
+    else:
+        rows = CLEAN_SCHEMA.empty_table()
     pc = cfg.plots
-    write_csv(
-        lightcurve_plot_table(
-            cleaned, objects=pc.objects, max_objects=pc.max_objects, max_points=pc.max_points
-        ),
-        cfg.outputs.plot_lightcurves,
+    return lightcurve_plot_table(
+        rows.to_pandas(), objects=pc.objects, max_objects=pc.max_objects, max_points=pc.max_points
     )
-    write_csv(feature_plot_table(feats, pc.features), cfg.outputs.plot_features)
+
+
+def _read_spill(path: Path) -> Iterable[pa.Table]:
+    with pa.OSFile(str(path), "rb") as source:
+        for rb in pa.ipc.open_stream(source):
+            yield pa.Table.from_batches([rb])
+
+
+def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    """Clean the light curves of ``features.inputs``, write them to ``features.outputs.clean``,
+    and compute features from the kept points into ``features.outputs.features``.
+
+    The work runs in batches of whole objects (``features.batch_points`` input points each)
+    on the ``compute`` group's workers; see the module docstring.
+    """
+    cfg = FeaturesConfig.from_params(params)
+    compute = ComputeConfig.from_params(params)
+    the_plan = plan(cfg.inputs, batch_points=cfg.batch_points)
+    hashes = {relpath(path): sha256_file(path) for path in cfg.inputs}
+    ephemerides = _ephemerides(cfg, hashes)
+    prov = provenance(
+        stage="build_lightcurve_features", inputs=hashes, params=_provenance_params(params)
+    )
+    pc = cfg.plots
+    plot_columns = ["object_id", "band"] + [c for c in pc.features if c in FEATURES_SCHEMA.names]
+    workdir = spill_dir_near(cfg.outputs.clean)
+    totals = _Totals()
+    try:
+        batches = spill(cfg.inputs, the_plan, workdir, ephemerides=ephemerides)
+        log.info(
+            "features: %d objects, %d points in %d batches (features.batch_points=%d)",
+            len(the_plan.ids),
+            int(the_plan.points.sum()),
+            len(batches),
+            cfg.batch_points,
+        )
+        with contextlib.ExitStack() as outputs:
+            if not dry_run:
+                clean_spill = outputs.enter_context(pa.OSFile(str(workdir / "clean.arrow"), "wb"))
+                options = pa.ipc.IpcWriteOptions(compression="lz4")
+                clean_rows = outputs.enter_context(
+                    pa.ipc.new_stream(clean_spill, CLEAN_SCHEMA, options=options)
+                )
+                feature_rows = outputs.enter_context(
+                    ParquetRowGroups(
+                        cfg.outputs.features,
+                        FEATURES_SCHEMA,
+                        file_metadata(prov, FEATURE_UNITS),
+                        rows=FEATURES_GROUP_ROWS,
+                    )
+                )
+                plot_rows = outputs.enter_context(CsvRows(cfg.outputs.plot_features, plot_columns))
+            with workers(compute) as pool:
+                for res in pool.map(process_batch, batches, cfg=cfg):
+                    totals.add(res)
+                    if not dry_run:
+                        clean_rows.write_table(res.clean)
+                        feature_rows.write(res.features)
+                        plot_rows.write(res.feature_plot)
+        clean_summary = report(totals.counts, warn_fraction=cfg.clean.warn_fraction)
+        summary = _metrics(totals, clean_summary)
+        if dry_run:
+            return {"dry_run": True, **summary}
+        meta = file_metadata(
+            {**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": clean_summary},
+            CLEAN_UNITS,
+        )
+        with ParquetRowGroups(cfg.outputs.clean, CLEAN_SCHEMA, meta, rows=CLEAN_GROUP_ROWS) as out:
+            for table in _read_spill(workdir / "clean.arrow"):
+                out.write(table)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    write_csv(_lightcurve_plot(cfg, _plotted_curves(totals, pc)), cfg.outputs.plot_lightcurves)
     write_json(summary, cfg.outputs.metrics)
     return summary

@@ -22,7 +22,12 @@ from astropipe.features.clean.outliers import (
     sigma_clip_mask,
     vote,
 )
-from astropipe.features.clean.pipeline import CLEAN_COLUMNS, clean_curve, clean_lightcurves
+from astropipe.features.clean.pipeline import (
+    CLEAN_COLUMNS,
+    clean_curve,
+    clean_lightcurves,
+    clean_table,
+)
 from astropipe.features.clean.savgol import savgol_smooth
 from astropipe.features.clean.transits import catalog_ephemerides, range_mask, transit_mask
 
@@ -34,6 +39,7 @@ __all__ = [
     "catalog_ephemerides",
     "clean_curve",
     "clean_lightcurves",
+    "clean_table",
     "flatten",
     "iqr_mask",
     "isolation_forest_mask",

@@ -13,8 +13,6 @@ flux, else ``mag``. Fluxes are divided by the trend; magnitudes (only when
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +27,7 @@ from astropipe.features.clean.detrend import biweight_trend, flatten
 from astropipe.features.clean.gaps import segment_ids, short_segments
 from astropipe.features.clean.normalise import normalise
 from astropipe.features.clean.outliers import outlier_mask, running_median
+from astropipe.features.clean.summary import summarise
 from astropipe.features.clean.transits import range_mask, transit_mask
 from astropipe.lightcurve import SURVEY_FLAGS_MASK
 from astropipe.tess.quality import quality_bitmask
@@ -37,6 +36,7 @@ __all__ = [
     "CurveResult",
     "clean_curve",
     "clean_lightcurves",
+    "clean_table",
     "summarise",
     "CLEAN_COLUMNS",
     "CLEAN_SCHEMA",
@@ -44,7 +44,6 @@ __all__ = [
     "CURVE_KEY",
 ]
 
-log = logging.getLogger(__name__)
 
 #: One light curve.
 CURVE_KEY = ("object_id", "band", "source")
@@ -301,7 +300,31 @@ def clean_lightcurves(
     exclude_flags: int = 0,
     ephemerides: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Clean every light curve of a table in the common light-curve schema.
+    """Clean every light curve of a table in the common light-curve schema, and summarise.
+
+    :func:`clean_table`, then :func:`~astropipe.features.clean.summary.summarise` (which logs
+    the fraction each step removed).
+
+    Returns
+    -------
+    (table, summary)
+        ``table``: as :func:`clean_table`; ``summary``: counts per step.
+    """
+    table = clean_table(lc, cfg, exclude_flags=exclude_flags, ephemerides=ephemerides)
+    return table, summarise(table, warn_fraction=cfg.warn_fraction)
+
+
+def clean_table(
+    lc: pd.DataFrame,
+    cfg: CleanConfig,
+    *,
+    exclude_flags: int = 0,
+    ephemerides: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Clean every light curve of a table in the common light-curve schema (no logging).
+
+    Every curve is cleaned on its own, so a table split into whole objects gives, batch by
+    batch, the rows of the whole table's result.
 
     Parameters
     ----------
@@ -318,9 +341,9 @@ def clean_lightcurves(
 
     Returns
     -------
-    (table, summary)
-        ``table``: every input row, columns :data:`CLEAN_COLUMNS`, sorted by
-        ``(object_id, band, source, mjd)``; ``summary``: counts per step.
+    pandas.DataFrame
+        Every input row, columns :data:`CLEAN_COLUMNS`, sorted by
+        ``(object_id, band, source, mjd)`` (stable: rows of equal keys keep their input order).
     """
     lc = lc.sort_values(list(CURVE_KEY) + ["mjd"], kind="mergesort").reset_index(drop=True)
     n = len(lc)
@@ -401,65 +424,4 @@ def clean_lightcurves(
             "clean_mask": cmask,
         }
     )
-    return table, summarise(table, warn_fraction=cfg.warn_fraction)
-
-
-def _median_flux_scatter_ppm(table: pd.DataFrame) -> float | None:
-    """Median over flux curves of the robust scatter (1.4826·MAD) of the cleaned values, ppm.
-
-    A one-number view of how flat the cleaning leaves the flux curves (what a detrending
-    window sweep changes); None without flux curves. Rounded to 0.001 ppm to stay readable.
-    """
-    kept = table[(table["kind"] == "flux") & ((table["clean_mask"] & M.REMOVED) == 0)]
-    if kept.empty:
-        return None
-    med = kept.groupby(list(CURVE_KEY), sort=True)["value"].transform("median")
-    dev = (kept["value"] - med).abs()
-    mad = dev.groupby([kept[k] for k in CURVE_KEY], sort=True).median().to_numpy(np.float64)
-    return round(float(np.median(1.482602218505602 * mad)) * 1e6, 3)
-
-
-def summarise(table: pd.DataFrame, *, warn_fraction: float) -> dict[str, Any]:
-    """Points removed per step (overall and per survey); warn past ``warn_fraction``."""
-    cm = table["clean_mask"].to_numpy(np.uint16)
-    n = len(table)
-    removed = {name: int(np.count_nonzero(cm & bit)) for name, bit in M.STEP_BITS.items()}
-    kept = int(np.count_nonzero(cm & M.REMOVED == 0))
-    by_survey: dict[str, Mapping[str, int]] = {}
-    for survey, part in table.groupby("survey", sort=True):
-        pm = part["clean_mask"].to_numpy(np.uint16)
-        counts = {name: int(np.count_nonzero(pm & bit)) for name, bit in M.STEP_BITS.items()}
-        by_survey[str(survey)] = {"points": len(part), **counts}
-        for name, bit in M.STEP_BITS.items():
-            if bit & M.REMOVED and len(part) and counts[name] / len(part) > warn_fraction:
-                log.warning(
-                    "clean: step %s removed %d of %d %s points (%.1f%%, above "
-                    "features.clean.warn_fraction=%g)",
-                    name,
-                    counts[name],
-                    len(part),
-                    survey,
-                    100.0 * counts[name] / len(part),
-                    warn_fraction,
-                )
-    for name, bit in M.STEP_BITS.items():
-        if bit & M.REMOVED and n:
-            log.info(
-                "clean: %s removed %d of %d points (%.2f%%)",
-                name,
-                removed[name],
-                n,
-                100.0 * removed[name] / n,
-            )
-    segments = table.loc[table["segment"] >= 0, ["object_id", "band", "source", "segment"]]
-    return {
-        "median_flux_scatter_ppm": _median_flux_scatter_ppm(table),
-        "points": n,
-        "kept": kept,
-        "removed": {k: v for k, v in removed.items() if M.STEP_BITS[k] & M.REMOVED},
-        "transit_masked": removed["transit_masked"],
-        "fit_clipped": removed["fit_clipped"],
-        "curves": int(table.groupby(list(CURVE_KEY), sort=True).ngroups) if n else 0,
-        "segments": int(len(segments.drop_duplicates())),
-        "by_survey": by_survey,
-    }
+    return table
