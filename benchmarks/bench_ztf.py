@@ -5,9 +5,10 @@ with fresh ``candid``s into one uncompressed tarball, so every alert is distinct
 deduplicated away). Both sides stream that tarball member by member; the bare loop only
 decodes, ingest_ztf decodes, checks, builds the alerts and light-curve tables and writes them
 as Parquet (and, in the cutout rows, writes every stamp as FITS). Each row runs in a fresh
-subprocess, so its peak RSS (``ru_maxrss``) is its own.
+subprocess, so its peak RSS (``ru_maxrss``) is its own; imports and composing the params
+are done before the clock starts (the reference has neither).
 
-    python -m benchmarks ztf --alerts 20000          # the table
+    python -m benchmarks ztf --alerts 20000          # the table (best of 3, ratio range)
     python -m benchmarks ztf --rss 10000 100000      # peak RSS of ingest_ztf at two sizes
 """
 
@@ -82,12 +83,12 @@ def bare_fastavro(night: Path) -> int:
     return n
 
 
-def ours(night: Path, work: Path, *, cutouts: bool, scheduler: str, workers: int) -> None:
-    """One ingest_ztf run on ``night`` (no DR light curves)."""
-    from astropipe.ztf.stage import run
-
+def ours_params(
+    night: Path, work: Path, *, cutouts: bool, scheduler: str, workers: int
+) -> dict[str, object]:
+    """The params of one ingest_ztf run on ``night`` (no DR light curves)."""
     out = work / "out"
-    params = compose(
+    return compose(
         [
             f"compute.scheduler={scheduler}",
             f"compute.workers={workers}",
@@ -104,7 +105,13 @@ def ours(night: Path, work: Path, *, cutouts: bool, scheduler: str, workers: int
         ],
         root=find_root(),
     )
-    run(params)
+
+
+def ours(night: Path, work: Path, *, cutouts: bool, scheduler: str, workers: int) -> None:
+    """One ingest_ztf run on ``night`` (no DR light curves)."""
+    from astropipe.ztf.stage import run
+
+    run(ours_params(night, work, cutouts=cutouts, scheduler=scheduler, workers=workers))
 
 
 VARIANTS = {
@@ -118,15 +125,18 @@ VARIANTS = {
 
 
 def _child(variant: str, night: Path, work: Path) -> None:
-    import astropipe.ztf.stage  # noqa: F401 - imports are not what is measured
+    from astropipe.ztf.stage import run  # imports and composing params are not measured
 
-    t0 = time.perf_counter()
     spec = VARIANTS[variant][1]
-    if spec is None:
+    params = None
+    if spec is not None:
+        cutouts, scheduler, workers = spec
+        params = ours_params(night, work, cutouts=cutouts, scheduler=scheduler, workers=workers)
+    t0 = time.perf_counter()
+    if params is None:
         bare_fastavro(night)
     else:
-        cutouts, scheduler, workers = spec
-        ours(night, work, cutouts=cutouts, scheduler=scheduler, workers=workers)
+        run(params)
     sec = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -178,24 +188,29 @@ def main(argv: list[str] | None = None) -> int:
         night = build_night(n, root, work)
         size = night.stat().st_size / 1e6
         print(f"{n} alerts in {night.name} ({size:.0f} MB), best of {args.repeat}")
-        rows = []
-        for v in args.variants.split(","):
-            runs = [measure(v, night, work) for _ in range(args.repeat)]
-            best = min(runs, key=lambda r: r["seconds"])
-            rows.append(
-                (
-                    v,
-                    best["seconds"],
-                    max(r["rss_mb"] for r in runs),
-                    max(r["workers_rss_mb"] for r in runs),
-                )
+        variants = args.variants.split(",")
+        # rounds interleave the variants, so a change of load on a shared machine hits all
+        # of them; the ratio range is over rounds (each round against its own reference run)
+        runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        for _ in range(args.repeat):
+            for v in variants:
+                runs[v].append(measure(v, night, work))
+        ref = [r["seconds"] for r in runs.get("ref", [])]
+        head = ("", "seconds", "alerts/s", "ratio", "range", "RSS MB", "+workers")
+        print("{:50s} {:>8s} {:>9s} {:>6s} {:>11s} {:>7s} {:>9s}".format(*head))
+        for v in variants:
+            sec = min(r["seconds"] for r in runs[v])
+            rss = max(r["rss_mb"] for r in runs[v])
+            kids = max(r["workers_rss_mb"] for r in runs[v])
+            ratio, spread = "     -", "          -"
+            if ref:
+                ratio = f"{min(ref) / sec:6.2f}"
+                each = [t / r["seconds"] for t, r in zip(ref, runs[v], strict=True)]
+                spread = f"{min(each):5.2f}-{max(each):5.2f}"
+            print(
+                f"{VARIANTS[v][0]:50s} {sec:8.2f} {n / sec:9.0f} {ratio} {spread} "
+                f"{rss:7.0f} {kids:9.0f}"
             )
-        t_ref = next((s for v, s, _, _ in rows if v == "ref"), None)
-        head = ("", "seconds", "alerts/s", "ratio", "RSS MB", "+workers")
-        print("{:50s} {:>8s} {:>9s} {:>6s} {:>7s} {:>9s}".format(*head))
-        for v, sec, rss, kids in rows:
-            ratio = f"{t_ref / sec:6.2f}" if t_ref else "     -"
-            print(f"{VARIANTS[v][0]:50s} {sec:8.2f} {n / sec:9.0f} {ratio} {rss:7.0f} {kids:9.0f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -61,6 +61,8 @@ _CORE = (
     ("packet", pa.string()),
 )
 _CORE_NAMES = {name for name, _ in _CORE}
+# light-curve columns named after another candidate field
+_LC_COLUMN = {"magpsf": "mag", "sigmapsf": "mag_err"}
 _WIDER = {(pa.int32(), pa.int64()): pa.int64(), (pa.float32(), pa.float64()): pa.float64()}
 
 
@@ -150,6 +152,8 @@ class AlertCollector:
     lc_skipped_no_object: int = 0
     jpeg_skipped: int = 0
     meta: list[AlertMeta] = field(default_factory=list)
+    # the candidate types merged last (speed: packets of one schema share one dict)
+    _merged: dict[str, pa.DataType] | None = field(default=None, repr=False, compare=False)
 
     def add(self, alert: DecodedAlert, *, sha256: str = "") -> list[tuple[str, bytes]]:
         """Add one checked alert; return its stamps as ``(relative file name, bytes)`` to write.
@@ -162,8 +166,10 @@ class AlertCollector:
         rec = alert.record
         cand = rec["candidate"]
         self.versions[alert.schemavsn] = self.versions.get(alert.schemavsn, 0) + 1
-        for name, tp in alert.candidate_types.items():
-            self._merge_type(name, tp)
+        if alert.candidate_types is not self._merged:  # one dict per writer schema (cached)
+            for name, tp in alert.candidate_types.items():
+                self._merge_type(name, tp)  # idempotent: merging the same types twice is a no-op
+            self._merged = alert.candidate_types
         prv = rec.get("prv_candidates") or []
         # only fields whose type this packet's schema declares: a value of another type
         # must not land in a column typed by another packet's schema
@@ -184,10 +190,9 @@ class AlertCollector:
         self.alert_rows.append(row)
         object_id = rec.get("objectId")
         if object_id:
-            self._add_lc(object_id, cand, upper_limit=False)
-            for p in prv:
-                self._add_lc(object_id, p, upper_limit=p.get("candid") is None)
-            n_lc = 1 + len(prv)
+            points = [cand, *prv]
+            self._add_lcs(object_id, points, [False] + [p.get("candid") is None for p in prv])
+            n_lc = len(points)
         else:
             self.lc_skipped_no_object += 1 + len(prv)
             n_lc = 0
@@ -218,20 +223,26 @@ class AlertCollector:
         else:  # a field whose type changed between schema versions: widen, else text
             self.types[name] = _WIDER.get((old, tp)) or _WIDER.get((tp, old)) or pa.string()
 
-    def _add_lc(self, object_id: str, c: Mapping[str, Any], *, upper_limit: bool) -> None:
+    def _add_lcs(
+        self, object_id: str, points: list[Mapping[str, Any]], upper_limits: list[bool]
+    ) -> None:
+        """Append the light-curve rows of ``points`` (one packet's candidate and history)."""
         lc = self.lc
-        lc["object_id"].append(object_id)
-        lc["band"].append(ZTF_BANDS.get(c.get("fid"), "unknown"))
-        lc["mjd"].append(c["jd"] - JD_MJD_OFFSET)
-        lc["mag"].append(None if upper_limit else c.get("magpsf"))
-        lc["mag_err"].append(None if upper_limit else c.get("sigmapsf"))
-        lc["limiting_mag"].append(c.get("diffmaglim"))
-        lc["is_upper_limit"].append(upper_limit)
-        lc["flags"].append(FLAG_NEGATIVE_DIFF if _negative(c.get("isdiffpos")) else 0)
-        lc["ra"].append(c.get("ra"))
-        lc["dec"].append(c.get("dec"))
-        for key in ("magnr", "sigmagnr", "distnr"):
-            lc[key].append(None if upper_limit else c.get(key))
+        n = len(points)
+        lc["object_id"].extend([object_id] * n)
+        lc["band"].extend([ZTF_BANDS.get(c.get("fid"), "unknown") for c in points])
+        lc["mjd"].extend([c["jd"] - JD_MJD_OFFSET for c in points])
+        lc["limiting_mag"].extend([c.get("diffmaglim") for c in points])
+        lc["is_upper_limit"].extend(upper_limits)
+        lc["flags"].extend(
+            [FLAG_NEGATIVE_DIFF if _negative(c.get("isdiffpos")) else 0 for c in points]
+        )
+        lc["ra"].extend([c.get("ra") for c in points])
+        lc["dec"].extend([c.get("dec") for c in points])
+        pairs = list(zip(points, upper_limits, strict=True))
+        for key in ("magpsf", "sigmapsf", "magnr", "sigmagnr", "distnr"):
+            column = _LC_COLUMN.get(key, key)
+            lc[column].extend([None if up else c.get(key) for c, up in pairs])
 
     # ------------------------------------------------------------------ tables
     def winners(self) -> list[int]:

@@ -60,6 +60,8 @@ BUCKET_ROWS = 1 << 17
 #: split them into groups of at most 26^2 names, whose rows bound a bucket's size).
 PREFIX_CHARS = 10
 
+_TEXT = (str, type(None))
+
 _LC_TYPES = {
     "object_id": pa.string(),
     "band": pa.string(),
@@ -441,8 +443,15 @@ def _batch_alerts(col: AlertCollector) -> pa.Table:
     """Every alert row of one batch (not deduplicated), with the batch's own column types."""
     extra = sorted(set(col.types) - _CORE_NAMES)
     fields = [pa.field(n, t) for n, t in _CORE] + [pa.field(n, col.types[n]) for n in extra]
-    arrays = [pa.array(_column(col.alert_rows, f), type=f.type) for f in fields]
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    schema = pa.schema(fields)
+    text = [f.name for f in fields if pa.types.is_string(f.type)]
+    rows = col.alert_rows
+    if all(type(r.get(n)) in _TEXT for r in rows for n in text):
+        # the common case, converted row-wise in C++ (3x faster; same arrays)
+        return pa.Table.from_pylist(rows, schema=schema)
+    # a text column holding other types (schemas disagreed): str() them as the collector does
+    arrays = [pa.array(_column(rows, f), type=f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
