@@ -15,7 +15,7 @@ from astropy.io import fits
 
 from astropipe.errors import InputFileError
 from astropipe.io.fits import Scaling, open_fits, physical, read_hdu_pixels
-from astropipe.provenance import relpath, sha256_bytes
+from astropipe.provenance import sha256_bytes
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec
 from astropipe.zarrcube.grid import Grid, grid_of
@@ -107,7 +107,7 @@ class CcdLayout(Layout):
             nbytes=nbytes,
             time_mjd=float(time.mjd),
             grid=grid,
-            grid_file=relpath(path),
+            grid_file=path.as_posix(),  # made relative by the writer
             static={"bunit": str(header.get("BUNIT", "")).strip()},
             small={
                 "exposure": np.float64(exptime),

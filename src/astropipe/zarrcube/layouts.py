@@ -159,8 +159,12 @@ class Layout:
 
 
 def names(paths: tuple[Path, ...]) -> tuple[dict[str, str | None], int]:
-    """Relative path -> None (checksum not known yet) for each file, and their total size."""
-    files = {relpath(p): None for p in paths}
+    """Path -> None (checksum not known yet) for each file, and their total size.
+
+    Paths as given (POSIX): a scan may run on a cluster worker in another working directory,
+    so the writer makes them relative to its own (:func:`astropipe.provenance.relpath`).
+    """
+    files = {Path(p).as_posix(): None for p in paths}
     return dict(sorted(files.items())), sum(os.path.getsize(p) for p in paths)
 
 

@@ -27,7 +27,6 @@ from astropy.time import Time
 
 from astropipe.errors import GridMismatchError, InputFileError
 from astropipe.io.fits import Known, known_layout, read_known, read_primary, read_primary_header
-from astropipe.provenance import relpath
 from astropipe.zarrcube import headers as H
 from astropipe.zarrcube.discover import StepSpec, group_lwa, parse_lwa_name
 from astropipe.zarrcube.grid import PHASE_KEYS, Grid, check_grid, grid_of
@@ -144,10 +143,11 @@ class LwaLayout(Layout):
             if grid is None:
                 _require_axis_aligned(g.wcs, path)  # the others must match this grid
                 _angle_unit(g.wcs, path)
-                grid, grid_file, center = g, relpath(path), phase
+                # as given (the writer makes it relative: this may run in another cwd)
+                grid, grid_file, center = g, path.as_posix(), phase
             else:
-                check_grid(grid, grid_file, g, relpath(path))
-                _same_center(center, grid_file, phase, relpath(path), spec.key)
+                check_grid(grid, grid_file, g, path.as_posix())
+                _same_center(center, grid_file, phase, path.as_posix(), spec.key)
             if np.isnan(time_mjd):
                 if header.get("DATE-OBS"):
                     time_mjd = float(H.header_time(header, where=str(path)).mjd)

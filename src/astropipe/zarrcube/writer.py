@@ -27,6 +27,7 @@ three time steps (two being written, one read ahead).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -124,7 +125,17 @@ def _entry(info: StepInfo) -> TimeStep:
 def _scan(layout: Layout, files: list[Path], pool: Workers, progress: bool) -> list[StepInfo]:
     specs = layout.group(files)
     it = pool.map(scan_step, specs, kind=layout.kind, read_workers=layout_workers(layout))
-    return list(progress_bar(it, total=len(specs), desc="headers", unit="step", enabled=progress))
+    bar = progress_bar(it, total=len(specs), desc="headers", unit="step", enabled=progress)
+    return [_localized(info) for info in bar]
+
+
+def _localized(info: StepInfo) -> StepInfo:
+    """A scanned step with its file names relative to this process's working directory."""
+    return dataclasses.replace(
+        info,
+        files=dict(sorted((relpath(k), v) for k, v in info.files.items())),
+        grid_file=relpath(info.grid_file),
+    )
 
 
 def layout_workers(layout: Layout) -> int:

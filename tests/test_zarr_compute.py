@@ -1,0 +1,100 @@
+"""fits_to_zarr writes the same store bytes whatever ``compute.scheduler`` runs its steps.
+
+The time steps are tasks (:mod:`astropipe.zarrcube.steps`): on ``processes`` they are pickled
+to spawned processes, on ``distributed`` to the workers of a real
+:class:`distributed.LocalCluster` on loopback, started from another working directory (so a
+relative path in a task would name a file that is not there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from astropipe.zarrcube.stage import run
+from zarr_helpers import ROOT, params, tree_digest, write_ccd
+
+LWA_SAMPLE = Path("data/sample/ovro_lwa/simulated")  # relative: the client runs in the repo
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scheduler address of a two-process LocalCluster whose workers run elsewhere."""
+    from distributed import LocalCluster
+
+    elsewhere = tmp_path_factory.mktemp("dask-cwd")
+    here = Path.cwd()
+    os.chdir(elsewhere)  # the worker processes inherit this working directory
+    try:
+        local = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            local_directory=str(elsewhere),
+        )
+    finally:
+        os.chdir(here)
+    with local:
+        yield local.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def ccd_frames(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three calibrated frames (one with BSCALE/BZERO); 40 x 50 px: edge tiles at sky=32."""
+    inputs = tmp_path_factory.mktemp("science")
+    write_ccd(inputs / "c.fits", date="2024-03-01T02:02:00", filt="R", exptime=60.0, seed=2)
+    write_ccd(inputs / "a.fits", date="2024-03-01T02:00:00", seed=0)
+    write_ccd(inputs / "b.fits", date="2024-03-01T02:01:00.5", seed=1, int_sci=True)
+    return inputs
+
+
+def _build(inputs: Path, out: Path, kind: str, compute: dict, **zarr: object) -> dict[str, str]:
+    run({**params(inputs, out, kind=kind, **zarr), "compute": compute}, collection=kind)
+    return tree_digest(out)
+
+
+def _schedulers(address: str) -> list[dict]:
+    return [
+        {"scheduler": "processes", "workers": 2},
+        {"scheduler": "distributed", "address": address},
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("time_chunk", [1, 2], ids=["direct", "through-zarr"])
+def test_lwa_sample_is_byte_identical_on_every_scheduler(
+    cluster: str, in_root: Path, tmp_path: Path, time_chunk: int
+) -> None:
+    chunks = {"time": time_chunk, "frequency": -1, "sky": 32}
+    ref = _build(LWA_SAMPLE, tmp_path / "sync.zarr", "lwa", {"scheduler": "synchronous"},
+                 chunks=chunks)  # fmt: skip
+    assert any(k.startswith("SKY/") for k in ref)
+    for n, compute in enumerate(_schedulers(cluster)):
+        got = _build(LWA_SAMPLE, tmp_path / f"{n}.zarr", "lwa", compute, chunks=chunks)
+        assert got == ref, compute["scheduler"]
+
+
+@pytest.mark.slow
+def test_ccd_frames_are_byte_identical_on_every_scheduler(
+    cluster: str, ccd_frames: Path, tmp_path: Path
+) -> None:
+    ref = _build(ccd_frames, tmp_path / "sync.zarr", "ccd", {"scheduler": "synchronous"})
+    for n, compute in enumerate(_schedulers(cluster)):
+        assert _build(ccd_frames, tmp_path / f"{n}.zarr", "ccd", compute) == ref
+
+
+@pytest.mark.slow
+def test_append_on_the_cluster_skips_stored_steps(cluster: str, tmp_path: Path) -> None:
+    """A rerun hashes the stored steps' inputs on the cluster and rewrites nothing."""
+    out = tmp_path / "lwa.zarr"
+    compute = {"scheduler": "distributed", "address": cluster}
+    inputs = ROOT / LWA_SAMPLE
+    first = _build(inputs, out, "lwa", compute)
+    summary = run({**params(inputs, out), "compute": compute}, collection="lwa")
+    assert summary["written"] == 0 and summary["skipped"] == summary["time_steps"]
+    assert tree_digest(out) == first
