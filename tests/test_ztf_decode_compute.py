@@ -279,3 +279,39 @@ def test_types_merged_across_batches_like_the_collector(tmp_path: Path) -> None:
         str(x.record["candidate"]["field"]) for x in (a, b)
     )
     pd.testing.assert_frame_equal(got.to_pandas(), whole.alerts_table().to_pandas())
+
+
+def test_per_packet_provenance_is_a_table_and_the_footers_hold_its_digest(tmp_path: Path) -> None:
+    """Regression: every packet's name and SHA-256 sat in memory and in each table's footer
+    (~1 kB per alert, RSS grew with the night); now packets.parquet holds them, streamed."""
+    import hashlib
+    import json
+
+    import pyarrow.parquet as pq
+
+    from astropipe.io.tables import read_metadata
+    from astropipe.provenance import relpath
+    from astropipe.ztf.packetlog import packets_digest
+
+    night = _night_dir(tmp_path)
+    run(_stream_params(tmp_path, night, 5))
+    out = tmp_path / "out"
+    files = sorted(night.glob("*.avro"))
+    expected = [(relpath(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+    table = pq.read_table(out / "packets.parquet")
+    got = zip(table["packet"].to_pylist(), table["sha256"].to_pylist(), strict=True)
+    assert list(got) == expected
+    lines = "".join(f"{n}\t{s}\n" for n, s in expected).encode()
+    aggregate = {
+        "table": str(out / "packets.parquet"),
+        "count": len(expected),
+        "sha256": hashlib.sha256(lines).hexdigest(),
+    }
+    assert packets_digest(out / "packets.parquet") == {k: aggregate[k] for k in ("count", "sha256")}
+    for name in ("alerts.parquet", "lightcurves.parquet"):
+        prov = read_metadata(out / name)["provenance"]
+        assert prov["packets"] == aggregate
+        assert not [k for k in prov["inputs"] if k.endswith(".avro")]  # only the DR files
+        assert len(json.dumps(prov)) < 4000  # the same whatever the number of packets
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["packets_read"] == aggregate and report["packets"] == len(files)

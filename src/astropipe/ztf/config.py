@@ -140,6 +140,7 @@ class ZtfOutputs:
     dir: str = "data/raw/ztf"
     alerts: str = "data/raw/ztf/alerts.parquet"
     lightcurves: str = "data/raw/ztf/lightcurves.parquet"
+    packets: str = "data/raw/ztf/packets.parquet"
     cutouts: str = "data/raw/ztf/cutouts"
     report: str = "reports/ingest_ztf.json"
     metrics: str = "reports/metrics/ingest_ztf.json"

@@ -39,6 +39,7 @@ from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
 from astropipe.ztf.checks import check_alert
 from astropipe.ztf.collector import AlertCollector, AlertMeta, stamp_files
+from astropipe.ztf.packetlog import PacketLog
 from astropipe.ztf.packets import Packet
 from astropipe.ztf.spill import AlertSpill
 
@@ -62,7 +63,10 @@ _SAFE_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 class AlertIngest:
     """Everything read from the packets: collected rows, quarantine list, input hashes.
 
-    ``packets`` counts every packet seen (decoded or quarantined); ``skipped_members`` lists
+    ``inputs`` lists ``(packet name, SHA-256)`` of every packet read, in input order (streamed
+    to a :class:`~astropipe.ztf.packetlog.PacketLog` batch by batch when one is given, so it
+    does not grow with the night). ``packets`` counts every packet seen (decoded or
+    quarantined); ``skipped_members`` lists
     tar members that held no packet (links, devices). ``stamp_sides`` lists ``(final name,
     packet sha256, side name)`` for stamps whose final name was already taken by a packet with
     the same ``candid``.
@@ -70,7 +74,7 @@ class AlertIngest:
 
     collector: AlertCollector
     quarantined: list[dict[str, str]] = field(default_factory=list)
-    inputs: dict[str, str] = field(default_factory=dict)
+    inputs: list[tuple[str, str]] = field(default_factory=list)
     packets: int = 0
     stamps_written: int = 0
     skipped_members: list[dict[str, str]] = field(default_factory=list)
@@ -81,7 +85,7 @@ class AlertIngest:
         """Append ``other`` (the next batch in input order) to this result."""
         self.collector.merge(other.collector)
         self.quarantined.extend(other.quarantined)
-        self.inputs.update(other.inputs)
+        self.inputs.extend(other.inputs)
         self.packets += other.packets
         self.skipped_members.extend(other.skipped_members)
         self.stamps_written += other.stamps_written
@@ -157,7 +161,8 @@ def process_batch(
         try:
             if packet.problem is not None:
                 raise InputFileError(f"{packet.name}: {packet.problem}.")
-            result.inputs[packet.name] = sha = packet.sha256
+            sha = packet.sha256
+            result.inputs.append((packet.name, sha))
             alert = decode_packet(packet)
             check_alert(alert)
             files = []
@@ -252,6 +257,7 @@ def ingest_packets(
     compute: ComputeConfig | None = None,
     batch_size: int = BATCH_SIZE,
     sink: AlertSpill | None = None,
+    packet_log: PacketLog | None = None,
 ) -> AlertIngest:
     """Decode every packet, batch by batch, on the workers ``compute`` configures.
 
@@ -272,6 +278,9 @@ def ingest_packets(
         Streaming: each batch's rows go to this :class:`~astropipe.ztf.spill.AlertSpill` as
         soon as it is merged, and the returned collector holds only the counts; duplicates
         are resolved from the spill. Without it, the returned collector holds every row.
+    packet_log
+        Each batch's ``(packet, SHA-256)`` pairs go to this log as soon as it is merged, and
+        the returned ``inputs`` stays empty. Without it, ``inputs`` lists every packet read.
     """
     total = AlertIngest(AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None))
     if cutout_dir is not None:
@@ -285,6 +294,9 @@ def ingest_packets(
             if sink is not None:  # rows to disk now; keep only the counts
                 sink.add(part.collector)
                 part.collector = AlertCollector(keep_jpeg=keep_jpeg, stamps=cutout_dir is not None)
+            if packet_log is not None:  # the per-packet provenance to disk now
+                packet_log.add(part.inputs)
+                part.inputs = []
             total.merge(part)
     if sink is not None:
         total.collector.jpeg_skipped = sink.jpeg_skipped

@@ -6,6 +6,9 @@ Outputs (paths from ``ztf.outputs``):
 - ``lightcurves.parquet``: the common light-curve schema, alert candidates and
   ``prv_candidates`` (upper limits flagged) plus DR light curves, unique on
   ``(object_id, mjd, band)``;
+- ``packets.parquet``: every packet read, name and SHA-256, in input order (the per-packet
+  provenance; the other tables' metadata record its row count and one SHA-256 over it, see
+  :mod:`astropipe.ztf.packetlog`);
 - ``cutouts/<objectId>/<candid>_<kind>.fits``: decompressed stamps;
 - the report (quarantined packets with reasons, skipped tar members, duplicate ``candid``) and
   the metrics JSON.
@@ -43,6 +46,7 @@ from astropipe.ztf.collector import AlertCollector
 from astropipe.ztf.config import ZtfConfig
 from astropipe.ztf.dcmag import apply_dc_magnitudes
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
+from astropipe.ztf.packetlog import PacketLog
 from astropipe.ztf.packets import ReadStats, iter_packets
 from astropipe.ztf.spill import AlertSpill, parquet_meta
 
@@ -78,6 +82,7 @@ def ingest_alerts(
     progress: bool = False,
     compute: ComputeConfig | None = None,
     sink: AlertSpill | None = None,
+    packet_log: PacketLog | None = None,
 ) -> AlertIngest:
     """Decode every packet under ``cfg.alerts.path``; write stamps below ``cutout_dir``.
 
@@ -112,6 +117,7 @@ def ingest_alerts(
         compute=compute,
         batch_size=cfg.alerts.batch_size,
         sink=sink,
+        packet_log=packet_log,
     )
     result.skipped_members = stats.skipped
     return result
@@ -265,7 +271,7 @@ def run(
 
     out = cfg.outputs
     out_dir = Path(out.dir)
-    for name in ("alerts", "lightcurves", "cutouts"):
+    for name in ("alerts", "lightcurves", "packets", "cutouts"):
         target = Path(getattr(out, name))
         if out_dir.resolve() not in target.resolve().parents:
             raise AstropipeError(
@@ -293,33 +299,46 @@ def _write_outputs(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build every output in a temporary sibling of ``out_dir`` and swap it in."""
     out = cfg.outputs
+    params_used = _provenance_params(params["ztf"])
     with atomic_dir(out_dir) as tmp:
-        cutouts = tmp / Path(out.cutouts).resolve().relative_to(out_dir.resolve())
+        rel = lambda p: tmp / Path(p).resolve().relative_to(out_dir.resolve())  # noqa: E731
         spill_dir = tmp / ".spill"  # inside the temporary output: a killed run's is removed
         spill_dir.mkdir()
         spill = AlertSpill(spill_dir)
-        ingest = ingest_alerts(
-            cfg,
-            cutout_dir=cutouts,
-            limit=limit,
-            progress=progress,
-            compute=compute,
-            sink=spill,
+        packet_log = PacketLog(
+            rel(out.packets),
+            parquet_meta(_packets_provenance(params_used, cfg), {}),
+            name=out.packets,
         )
+        try:
+            ingest = ingest_alerts(
+                cfg,
+                cutout_dir=rel(out.cutouts),
+                limit=limit,
+                progress=progress,
+                compute=compute,
+                sink=spill,
+                packet_log=packet_log,
+            )
+        except BaseException:
+            packet_log.abort()
+            raise
+        packets = packet_log.close()
         if ingest.packets and not spill.alerts:
             raise _all_undecodable(cfg, ingest, out_dir)
         dr_frame, dr_inputs, query = _dr_lightcurves(cfg)
         if limit is not None and cfg.source == "irsa":
             dr_frame = dr_frame.head(limit)
-        inputs = {**ingest.inputs, **dr_inputs}
-        prov = provenance(
-            stage="ingest_ztf",
-            inputs=inputs,
-            params=_provenance_params(params["ztf"]),
-            source=cfg.source,
-            query=query,
-        )
-        rel = lambda p: tmp / Path(p).resolve().relative_to(out_dir.resolve())  # noqa: E731
+        prov = {
+            **provenance(
+                stage="ingest_ztf",
+                inputs=dr_inputs,
+                params=params_used,
+                source=cfg.source,
+                query=query,
+            ),
+            "packets": packets,  # the per-packet list is packets.parquet; this its digest
+        }
         n_alerts = spill.write_alerts(rel(out.alerts), parquet_meta(prov, ALERT_UNITS))
         lc = spill.write_lightcurves(
             rel(out.lightcurves),
@@ -337,5 +356,12 @@ def _write_outputs(
         "quarantined": ingest.quarantined,
         "skipped_members": ingest.skipped_members,
         "duplicate_candids": ingest.duplicates,
+        "packets_read": packets,
     }
     return summary, report
+
+
+def _packets_provenance(params: Mapping[str, Any], cfg: ZtfConfig) -> dict[str, Any]:
+    """Provenance of ``packets.parquet``: the stage, version and params (it lists the inputs)."""
+    prov = provenance(stage="ingest_ztf", inputs={}, params=params, source=cfg.source)
+    return {k: v for k, v in prov.items() if k not in ("inputs", "inputs_sha256")}
