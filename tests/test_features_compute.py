@@ -1,0 +1,250 @@
+"""build_lightcurve_features on the compute model: batches of whole objects, streamed outputs.
+
+The outputs must be byte-identical to the whole-table computation (every point in memory, one
+``clean_lightcurves`` and one ``compute_features``, ``write_parquet``: the stage before
+streaming) whatever the scheduler — synchronous, threads, processes, a real
+:class:`distributed.LocalCluster` with worker processes — and whatever ``features.batch_points``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from astropipe.features import stage
+from astropipe.features.clean import clean_lightcurves
+from astropipe.features.clean.masks import REMOVED, STEP_BITS
+from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
+from astropipe.features.clean.report import feature_plot_table, lightcurve_plot_table, write_csv
+from astropipe.features.extract import compute_features
+from astropipe.features.output import FEATURE_UNITS, FEATURES_SCHEMA, with_survey
+from astropipe.io.tables import write_json, write_parquet
+from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, to_lightcurve_table
+from astropipe.provenance import provenance, relpath, sha256_file
+from astropipe.tess import TessReadConfig, read_lightcurves
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = {
+    "features": "out/features.parquet",
+    "metrics": "out/metrics.json",
+    "clean": "out/interim/lightcurves_clean.parquet",
+    "plot_lightcurves": "out/plots/lc.csv",
+    "plot_features": "out/plots/features.csv",
+}
+
+
+def _ztf(path: Path) -> None:
+    """60 magnitude objects in two bands, rows shuffled (the input is not sorted), with spikes,
+    upper limits, negative-difference alerts, repeated epochs and a few too-short curves."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for k in range(60):
+        for band in ("zg", "zr"):
+            n = 2 if k % 17 == 0 else int(rng.integers(8, 40))
+            t = 58800.0 + np.round(rng.uniform(0, 300, n), 1)  # rounded: equal epochs occur
+            m = 18.0 + 0.3 * np.sin(t / (1.0 + k)) + 0.05 * rng.standard_normal(n)
+            m[0] -= 2.0
+            flags = np.where(rng.random(n) < 0.1, FLAG_NEGATIVE_DIFF, 0).astype(np.int64)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "object_id": f"ZTF20a{k:06d}",
+                        "survey": "ZTF",
+                        "source": "alert",
+                        "band": band,
+                        "mjd": t,
+                        "mag": m,
+                        "mag_err": 0.05,
+                        "is_upper_limit": rng.random(n) < 0.1,
+                        "flags": flags,
+                    }
+                )
+            )
+    table = to_lightcurve_table(pd.concat(frames, ignore_index=True))
+    order = np.random.default_rng(6).permutation(table.num_rows)
+    pq.write_table(table.take(order), path, row_group_size=500)  # several record batches
+
+
+def _tess(path: Path) -> None:
+    paths = (
+        sorted((ROOT / "data/sample/tess").glob("hlsp*.fits"))[:1]
+        + sorted((ROOT / "data/sample/kepler").glob("ktwo*.fits"))[:1]
+    )
+    table = read_lightcurves(paths, TessReadConfig()).table.to_pandas()
+    # the first 4000 cadences of each curve: a few segments, a test that runs in seconds
+    table = table.groupby(["object_id", "source"], sort=False).head(4000)
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    tmp = tmp_path_factory.mktemp("features-inputs")
+    _ztf(tmp / "ztf.parquet")
+    _tess(tmp / "tess.parquet")
+    return [str(tmp / "ztf.parquet"), str(tmp / "tess.parquet")]
+
+
+def _params(inputs: list[str], scheduler: str = "synchronous", **extra: object) -> dict:
+    compute = {"scheduler": scheduler, "workers": extra.pop("workers", 2)}
+    if "address" in extra:
+        compute["address"] = extra.pop("address")
+    # a coarser periodogram grid (2 d and up): the same code, a tenth of its time
+    extract = {"periodogram": {"min_period": 2.0}}
+    return {
+        "features": {"inputs": inputs, "outputs": dict(OUTPUTS), "extract": extract, **extra},
+        "compute": compute,
+    }
+
+
+def _digests(where: Path) -> dict[str, str]:
+    return {k: hashlib.sha256((where / p).read_bytes()).hexdigest() for k, p in OUTPUTS.items()}
+
+
+def _whole_table_run(params: dict) -> None:
+    """The stage as it was before batches: every point in memory, one call of each step."""
+    cfg = stage.FeaturesConfig.from_params(params)
+    lc = pd.concat([pq.read_table(p).to_pandas() for p in cfg.inputs], ignore_index=True)
+    hashes = {relpath(p): sha256_file(p) for p in cfg.inputs}
+    cleaned, summary = clean_lightcurves(lc, cfg.clean, exclude_flags=cfg.exclude_flags)
+    kept = cleaned[(cleaned["clean_mask"].to_numpy() & REMOVED) == 0]
+    feats = with_survey(compute_features(kept, cfg=cfg.extract, min_points=cfg.min_points), kept)
+    prov = provenance(stage="build_lightcurve_features", inputs=hashes, params=params["features"])
+    write_parquet(
+        pa.Table.from_pandas(cleaned, schema=CLEAN_SCHEMA, preserve_index=False),
+        cfg.outputs.clean,
+        provenance={**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": summary},
+        units=CLEAN_UNITS,
+    )
+    write_parquet(
+        pa.Table.from_pandas(feats, schema=FEATURES_SCHEMA, preserve_index=False),
+        cfg.outputs.features,
+        provenance=prov,
+        units=FEATURE_UNITS,
+    )
+    write_csv(lightcurve_plot_table(cleaned), cfg.outputs.plot_lightcurves)
+    write_csv(feature_plot_table(feats, cfg.plots.features), cfg.outputs.plot_features)
+    groups = kept.groupby(["object_id", "band"]).ngroups
+    metrics = {
+        "detections_used": len(kept),
+        "groups": groups,
+        "groups_with_features": len(feats),
+        "groups_below_min_points": groups - len(feats),
+        "clean": {k: v for k, v in summary.items() if k != "by_survey"},
+        "median_cdpp_ppm": round(float(np.nanmedian(feats["cdpp"].to_numpy(np.float64))), 3),
+    }
+    write_json(metrics, cfg.outputs.metrics)
+
+
+@pytest.fixture(scope="module")
+def reference(inputs: list[str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    where = tmp_path_factory.mktemp("features-reference")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(where)
+        _whole_table_run(_params(inputs))
+    return _digests(where)
+
+
+def _run(where: Path, params: dict, monkeypatch: pytest.MonkeyPatch) -> dict:
+    monkeypatch.chdir(where)  # the same relative output paths: they are in the provenance
+    return stage.run(params)
+
+
+@pytest.mark.parametrize("batch_points", [1, 7, 500, 10**9])
+def test_any_batch_size_gives_the_whole_table_bytes(
+    inputs, reference, batch_points, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(tmp_path, _params(inputs, batch_points=batch_points), monkeypatch)
+    assert _digests(tmp_path) == reference
+    assert [p.name for p in (tmp_path / "out/interim").iterdir()] == [
+        "lightcurves_clean.parquet"
+    ]  # the batches' spill directory is gone
+
+
+@pytest.mark.parametrize(("scheduler", "workers"), [("threads", 3), ("processes", 2)])
+def test_threads_and_processes_give_the_same_bytes(
+    inputs, reference, scheduler, workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = _params(inputs, scheduler, workers=workers, batch_points=300)
+    _run(tmp_path, params, monkeypatch)
+    assert _digests(tmp_path) == reference
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A two-process LocalCluster on loopback, its workers in a directory of their own."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        local_directory=str(tmp_path_factory.mktemp("dask-workers")),
+    ) as local:
+        yield local.scheduler_address
+
+
+@pytest.mark.slow
+def test_a_local_cluster_gives_the_same_bytes(
+    inputs, reference, cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = _params(inputs, "distributed", address=cluster, batch_points=300)
+    _run(tmp_path, params, monkeypatch)
+    assert _digests(tmp_path) == reference
+
+
+def test_row_groups_have_fixed_sizes_whatever_the_batches(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stage, "CLEAN_GROUP_ROWS", 1000)
+    monkeypatch.setattr(stage, "FEATURES_GROUP_ROWS", 50)
+    digests = []
+    for batch_points in (1, 333, 10**9):
+        where = tmp_path / str(batch_points)
+        where.mkdir()
+        _run(where, _params(inputs, batch_points=batch_points), monkeypatch)
+        digests.append(_digests(where))
+        meta = pq.ParquetFile(where / OUTPUTS["clean"]).metadata
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert len(sizes) > 2 and set(sizes[:-1]) == {1000} and sizes[-1] <= 1000
+        meta = pq.ParquetFile(where / OUTPUTS["features"]).metadata
+        assert {meta.row_group(i).num_rows for i in range(meta.num_row_groups - 1)} == {50}
+    assert digests[0] == digests[1] == digests[2]
+
+
+def test_batch_points_is_typed_and_not_in_the_provenance(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from astropipe.errors import ConfigError
+    from astropipe.io.tables import read_metadata
+
+    with pytest.raises(ConfigError, match="features.batch_points"):
+        stage.FeaturesConfig.from_params({"features": {"batch_points": 0}})
+    _run(tmp_path, _params(inputs, batch_points=100), monkeypatch)
+    params = read_metadata(tmp_path / OUTPUTS["features"])["provenance"]["params"]
+    assert "batch_points" not in params and params["inputs"] == inputs
+
+
+def test_a_failing_batch_writes_nothing_and_leaves_no_spill(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed = tmp_path / "mixed.parquet"  # a ZTF object also named in a second survey
+    table = pq.read_table(inputs[0]).slice(0, 20).to_pandas()
+    table["survey"] = ["ZTF"] * 10 + ["K2"] * 10
+    table["object_id"] = "ZTF20a000001"
+    table["band"] = "zr"
+    table["is_upper_limit"] = False
+    table["flags"] = 0
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), mixed)
+    with pytest.raises(stage.SurveyMixError, match="several surveys"):
+        _run(tmp_path, _params([str(mixed)], "threads", batch_points=5), monkeypatch)
+    assert not (tmp_path / "out/features.parquet").exists()
+    assert [p.name for p in (tmp_path / "out/interim").iterdir()] == []
