@@ -83,7 +83,8 @@ def _run_in(
 @pytest.fixture(scope="module")
 def tess_runs(
     tmp_path_factory: pytest.TempPathFactory, cluster: str, base_params: dict[str, Any]
-) -> dict[str, dict[str, str]]:
+) -> dict[str, tuple[Path, dict[str, str]]]:
+    """Scheduler → the run's working directory and its outputs' SHA-256."""
     from astropipe.tess.stage import run
 
     out = {}
@@ -96,17 +97,18 @@ def tess_runs(
             mp.chdir(work)
             run(params)
         t = params["tess"]["outputs"]
-        out[kind] = _digests(work, t["dir"], t["report"], t["metrics"])
+        out[kind] = (work, _digests(work, t["dir"], t["report"], t["metrics"]))
     return out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", SCHEDULERS[1:])
 def test_ingest_tess_outputs_do_not_depend_on_the_scheduler(
-    tess_runs: dict[str, dict[str, str]], kind: str
+    tess_runs: dict[str, tuple[Path, dict[str, str]]], kind: str
 ) -> None:
-    assert len(tess_runs["synchronous"]) > 10  # the table, the copies, the report, the metrics
-    assert tess_runs[kind] == tess_runs["synchronous"]
+    reference = tess_runs["synchronous"][1]
+    assert len(reference) > 10  # the table, the copies, the report, the metrics
+    assert tess_runs[kind][1] == reference
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,3 +203,64 @@ def test_cosmic_ray_child_starts_from_a_daemonic_cluster_worker(
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert daemonic
     assert there == here
+
+
+# ---------------------------------------------------------------------------------------------
+# validate
+
+
+@pytest.fixture(scope="module")
+def validate_inputs(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_params: dict[str, Any],
+    tess_runs: dict[str, tuple[Path, dict[str, str]]],
+) -> tuple[Path, dict[str, Any]]:
+    """Small good ZTF tables, frames and cubes (the validate tests' own) and ingest_tess's
+    real sample table, at the configured relative paths; the params validating them."""
+    from test_validation_images import _paths, write_cubes, write_frames
+    from test_validation_stage import write_tables
+
+    work = tmp_path_factory.mktemp("validate-inputs")
+    params = copy.deepcopy(base_params)
+    for name in ("koi", "toi", "objects", "mast_observations", "mast_products"):
+        params["validation"]["tables"].pop(name)  # their inputs: their own stages' tests
+    tess = params["validation"]["tess_lightcurves"]["path"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        write_tables()
+        write_frames(_paths(params))
+        write_cubes(_paths(params))
+        (work / tess).parent.mkdir(parents=True)
+        shutil.copyfile(tess_runs["synchronous"][0] / tess, work / tess)
+    return work, params
+
+
+@pytest.fixture(scope="module")
+def validate_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+    validate_inputs: tuple[Path, dict[str, Any]],
+    cluster: str,
+) -> dict[str, dict[str, str]]:
+    from astropipe.validation.stage import run
+
+    inputs, base = validate_inputs
+    out = {}
+    for kind in SCHEDULERS:
+        work = tmp_path_factory.mktemp(f"validate-{kind}")
+        shutil.copytree(inputs, work, dirs_exist_ok=True)
+        params = {**copy.deepcopy(base), "compute": _compute(kind, cluster)}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(work)
+            summary = run(params)
+        assert summary["success"], summary
+        out[kind] = _digests(work, "reports")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SCHEDULERS[1:])
+def test_validate_outputs_do_not_depend_on_the_scheduler(
+    validate_runs: dict[str, dict[str, str]], kind: str
+) -> None:
+    assert len(validate_runs["synchronous"]) > 4  # summary, metrics, the docs pages
+    assert validate_runs[kind] == validate_runs["synchronous"]

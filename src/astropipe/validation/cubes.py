@@ -6,12 +6,15 @@ checksums) and :func:`astropipe.zarrcube.chunks.verify_chunks`. Every chunk is c
 the SHA-256 fits_to_zarr recorded before anything is decoded; a damaged chunk is read as missing
 (never handed to the codec) and the rows of its time steps get a ``problem`` naming it.
 
-Each store is opened lazily with xarray (``consolidated=False``, times as raw MJD). The small
-per-step variables (time, ``step_complete``, ``BMAJ``/``BMIN``, ``exposure``) are read whole;
-the image (``SKY`` for lwa, ``SCI`` for ccd) is reduced one time step at a time with dask, so
-only one chunk at a time is in memory. The finite fraction counts pixels where ``ra`` is finite
-(inside the horizon of an all-sky image: l*l + m*m <= 1 for a store with l/m and no ``ra``;
-every pixel when the store has neither).
+Each store is opened lazily with xarray (``consolidated=False``, times as raw MJD; by absolute
+path, since a cluster's workers run in another working directory). The small per-step
+variables (time, ``step_complete``, ``BMAJ``/``BMIN``, ``exposure``) are read whole; the image
+(``SKY`` for lwa, ``SCI`` for ccd) is reduced to per-step counts in one dask graph, chunk by
+chunk, under whatever dask scheduler is set (the stage sets ``compute``'s:
+:func:`astropipe.compute.scheduler`), so only a chunk per worker is in memory; the counts are
+integers, so the rows are the same on every scheduler. The finite fraction counts pixels
+where ``ra`` is finite (inside the horizon of an all-sky image: l*l + m*m <= 1 for a store
+with l/m and no ``ra``; every pixel when the store has neither).
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ def _manifest(path: Path, build: str) -> Manifest:
 
 def _open(path: Path, build: str, hidden: set[str]) -> xr.Dataset:
     try:
-        return xr.open_zarr(HidingStore(path, hidden), consolidated=False, decode_times=False)
+        store = HidingStore(path.resolve(), hidden)  # absolute: the graph may run elsewhere
+        return xr.open_zarr(store, consolidated=False, decode_times=False)
     except (OSError, ValueError, KeyError) as exc:
         raise InputFileError(
             f"{path.as_posix()}: not a readable Zarr store ({str(exc).splitlines()[0]}); "
@@ -147,10 +151,14 @@ def cube_rows(name: str, cfg: CubeCollectionConfig) -> list[dict[str, Any]]:
         inside = ds["l"] * ds["l"] + ds["m"] * ds["m"] <= 1.0
     ones = xr.ones_like(image.isel(time=0), dtype=bool) if nt else None
     total = (ones & inside).sum(dim=sky).values.reshape(nf) if nt else None
+    # lazy: one graph over every step, reduced chunk by chunk on the current dask scheduler
+    finite = (np.isfinite(image) & inside).sum(dim=sky)
+    order = ("time", "frequency") if freqs is not None else ("time",)
+    counts = finite.transpose(*order).values.reshape(nt, nf) if nt else None
     rows = []
     for t in range(nt):
-        step = image.isel(time=t)  # lazy: reduced chunk by chunk below
-        count = (np.isfinite(step) & inside).sum(dim=sky).values.reshape(nf)
+        assert counts is not None and total is not None
+        count = counts[t]
         for f in range(nf):
             label = f"{path.as_posix()}[time={t}" + (
                 f",frequency={freqs[f]:g}]" if freqs is not None else "]"

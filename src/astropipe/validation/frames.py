@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import great_expectations.expectations as gxe
 import numpy as np
@@ -30,7 +31,18 @@ from astropipe.provenance import sha256_file
 from astropipe.validation.config import FramesConfig
 from astropipe.validation.suites import Contract, Rule, _between, _in_set, _unique
 
-__all__ = ["FRAME_COLUMNS", "KINDS", "frame_row", "frames_table", "frames_contract"]
+if TYPE_CHECKING:
+    from astropipe.compute import Workers
+
+__all__ = [
+    "FRAME_COLUMNS",
+    "KINDS",
+    "FrameSource",
+    "frame_row",
+    "frame_task",
+    "frames_table",
+    "frames_contract",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +90,23 @@ def _mjd(date_obs: Any) -> float:
         return float("nan")
 
 
-def _masters_check(named: list[MasterUsed], masters: Path, hashes: dict[str, str | None]) -> str:
-    """``ok``, or the first named master that is missing or whose SHA-256 differs."""
+def _masters_check(
+    named: list[MasterUsed],
+    masters: Path,
+    hashes: dict[str, str | None],
+    *,
+    base: Path | None = None,
+) -> str:
+    """``ok``, or the first named master that is missing or whose SHA-256 differs.
+
+    A master not in ``hashes`` is hashed from ``base`` (default ``masters``): the same
+    directory named by an absolute path, for a task on another worker; messages name
+    ``masters``.
+    """
     for used in named:
         name, sha = used.name, used.sha256
         if name not in hashes:
-            path = masters / name
+            path = (base or masters) / name
             hashes[name] = sha256_file(path) if path.is_file() else None
         if hashes[name] is None:
             return f"missing {(masters / name).as_posix()}"
@@ -103,12 +126,22 @@ def _empty_row(path: Path, kind: str, problem: str) -> dict[str, Any]:
 
 
 def frame_row(
-    path: Path, *, science: bool, masters: Path, hashes: dict[str, str | None]
+    path: Path,
+    *,
+    science: bool,
+    masters: Path,
+    hashes: dict[str, str | None],
+    read: FrameSource | None = None,
 ) -> dict[str, Any]:
-    """Summarise one frame (read memory-mapped, one extension at a time)."""
+    """Summarise one frame (read memory-mapped, one extension at a time).
+
+    ``path`` and ``masters`` are the names the row reports; ``read`` (default: those) is
+    where the frame and the masters directory are read, e.g. by absolute path on a cluster.
+    """
     kind = "science" if science else "master"
+    source = read or FrameSource(path, masters)
     try:
-        with fits.open(path, memmap=True) as hdul:
+        with fits.open(source.path, memmap=True) as hdul:
             names = {h.name for h in hdul}
             needed = ("SCI", "ERR", "MASK") if science else ("ERR",)
             missing = [e for e in needed if e not in names]
@@ -141,29 +174,93 @@ def frame_row(
                     )
                 named = masters_used(head.get("HISTORY", []))
                 row["history_masters"] = len(named)
-                row["masters_check"] = _masters_check(named, masters, hashes)
+                row["masters_check"] = _masters_check(named, masters, hashes, base=source.masters)
             return row
     except (OSError, ValueError, TypeError, KeyError) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = text.replace(str(source.path), path.as_posix())  # the name the row reports
         return _empty_row(path, kind, f"not a readable FITS file ({text})")
+
+
+@dataclass(frozen=True)
+class FrameSource:
+    """Where a frame and its masters directory are read (absolute paths for a cluster task)."""
+
+    path: Path
+    masters: Path
+
+
+def frame_task(
+    item: tuple[Path, Path],
+    *,
+    science: bool,
+    masters: tuple[Path, Path],
+    hashes: Mapping[str, str | None],
+) -> tuple[dict[str, Any], str | None]:
+    """:func:`frame_row` as a compute task (:meth:`astropipe.compute.Workers.map`).
+
+    Parameters
+    ----------
+    item
+        ``(name, absolute path)`` of the frame.
+    science
+        A science frame (else a master).
+    masters
+        ``(name, absolute path)`` of the masters directory.
+    hashes
+        Master file name → SHA-256 already known (the masters' own tasks return them).
+
+    Returns
+    -------
+    tuple
+        The row, and the file's SHA-256 for a master (None for a science frame).
+    """
+    name, path = item
+    row = frame_row(
+        name,
+        science=science,
+        masters=masters[0],
+        hashes=dict(hashes),
+        read=FrameSource(path, masters[1]),
+    )
+    if science:
+        return row, None
+    try:
+        return row, sha256_file(path)
+    except OSError:  # left to the science rows that name it, as for a master not listed
+        return row, None
 
 
 def _files(directory: Path, pattern: str) -> Iterable[Path]:
     return sorted(p for p in directory.glob(pattern) if p.is_file())
 
 
-def frames_table(cfg: FramesConfig) -> pd.DataFrame:
-    """One row per master then per science frame, sorted by file within each directory."""
+def frames_table(cfg: FramesConfig, *, pool: Workers | None = None) -> pd.DataFrame:
+    """One row per master then per science frame, sorted by file within each directory.
+
+    Each frame is one task on ``pool`` (:func:`astropipe.compute.workers`; in this thread if
+    None): the masters first, whose tasks also hash them, then the science frames, which
+    check the masters their HISTORY names against those hashes. Rows come back in order.
+    """
     masters, science = Path(cfg.masters), Path(cfg.science)
+    mdir = (masters, masters.resolve())
+
+    def run(items: list[tuple[Path, Path]], **kw: Any) -> Iterable[tuple[dict[str, Any], Any]]:
+        if pool is None:
+            return (frame_task(item, **kw) for item in items)
+        return pool.map(frame_task, items, **kw)
+
+    master_files = [(p, p.resolve()) for p in _files(masters, cfg.pattern)]
+    rows: list[dict[str, Any]] = []
     hashes: dict[str, str | None] = {}
-    rows = [
-        frame_row(p, science=False, masters=masters, hashes=hashes)
-        for p in _files(masters, cfg.pattern)
-    ]
-    rows += [
-        frame_row(p, science=True, masters=masters, hashes=hashes)
-        for p in _files(science, cfg.pattern)
-    ]
+    for (p, _), (row, sha) in zip(
+        master_files, run(master_files, science=False, masters=mdir, hashes={}), strict=True
+    ):
+        rows.append(row)
+        if sha is not None:
+            hashes[p.relative_to(masters).as_posix()] = sha
+    science_files = [(p, p.resolve()) for p in _files(science, cfg.pattern)]
+    rows += [row for row, _ in run(science_files, science=True, masters=mdir, hashes=hashes)]
     df = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     # Numbers as float64: NaN where a row has no such value (masters have no MASK or EXPTIME).
     for col in _NUMERIC:

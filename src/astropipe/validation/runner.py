@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 from astropipe.errors import InputFileError, MissingInputError  # noqa: E402
+from astropipe.provenance import sha256_file  # noqa: E402
 from astropipe.validation.suites import Contract, build_suite  # noqa: E402
 
 __all__ = [
@@ -31,6 +34,8 @@ __all__ = [
     "load_table",
     "validate_frame",
     "validate_file",
+    "Suite",
+    "run_suite",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,18 +103,28 @@ def _batch_definition(context: Any, table: str) -> Any:
         return asset.add_batch_definition_whole_dataframe("whole")
 
 
-def load_table(path: str | os.PathLike[str], contract: Contract) -> pd.DataFrame:
-    """Read the contract's columns (those present) of a Parquet file into pandas."""
+def load_table(
+    path: str | os.PathLike[str], contract: Contract, *, name: str | None = None
+) -> pd.DataFrame:
+    """Read the contract's columns (those present) of a Parquet file into pandas.
+
+    ``name`` is what messages call the file (default: ``path``).
+    """
     p = Path(path)
+    shown = name if name is not None else str(p)
     if not p.is_file():
-        raise MissingInputError(f"{p}: file not found; run the stage that writes it (dvc repro).")
+        raise MissingInputError(
+            f"{shown}: file not found; run the stage that writes it (dvc repro)."
+        )
     try:
         names = pq.read_schema(p).names
         columns = [c for c in contract.columns if c in names]
         return pq.read_table(p, columns=columns).to_pandas()
     except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        text = str(exc).replace(str(p), shown)
         raise InputFileError(
-            f"{p}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
+            f"{shown}: not a readable Parquet file ({text}); re-create it or fetch it with "
+            "dvc pull."
         ) from exc
 
 
@@ -204,7 +219,7 @@ def validate_frame(
         )
     outcomes.sort(key=lambda o: o.order)
     report = TableReport(contract.table, path, len(df), tuple(outcomes))
-    log.info(
+    log.debug(  # the stage logs it at info (a cluster worker's log never reaches its log)
         "%s: %d rows, %d/%d expectations passed",
         contract.table,
         report.rows,
@@ -215,8 +230,75 @@ def validate_frame(
 
 
 def validate_file(
-    path: str | os.PathLike[str], contract: Contract, *, context: Any | None = None
+    path: str | os.PathLike[str],
+    contract: Contract,
+    *,
+    context: Any | None = None,
+    read: str | os.PathLike[str] | None = None,
 ) -> TableReport:
-    """Read ``path`` (the contract's columns) and validate it; ``path`` is reported as given."""
-    df = load_table(path, contract)
+    """Read ``path`` (the contract's columns) and validate it; ``path`` is reported as given.
+
+    ``read`` is where the file is read when it differs from the name reported (an absolute
+    path, for a task on a cluster worker).
+    """
+    df = load_table(path if read is None else read, contract, name=str(Path(path)))
     return validate_frame(df, contract, path=Path(path).as_posix(), context=context)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One contract to run as a compute task (:func:`run_suite`) and the table it checks.
+
+    The table is the first given of: ``frame`` (a summary table already built), ``build()``
+    (a module-level callable, e.g. a :func:`functools.partial`, building it on the worker),
+    or the Parquet file at ``read``. Every path is absolute: a cluster's workers run in
+    another working directory. ``path`` is the name reported; ``digest`` a file whose
+    SHA-256 the data docs record.
+    """
+
+    contract: Contract
+    path: str
+    read: str | None = None
+    frame: pd.DataFrame | None = None
+    build: Callable[[], pd.DataFrame] | None = None
+    digest: str | None = None
+
+
+_LOCAL = threading.local()
+
+
+def _worker_context() -> Any:
+    """This thread's own GX context, made on first use (a context is not picklable, and one
+    context shared by threads running suites at once is not known to be safe)."""
+    context = getattr(_LOCAL, "context", None)
+    if context is None:
+        context = _LOCAL.context = make_context()
+    return context
+
+
+def run_suite(suite: Suite, *, context: Any | None = None) -> tuple[TableReport, str | None]:
+    """Validate one :class:`Suite` as a compute task (:meth:`astropipe.compute.Workers.map`).
+
+    Parameters
+    ----------
+    suite
+        The contract and its table.
+    context
+        A GX context to use (only in the caller's own thread); this thread's own otherwise.
+
+    Returns
+    -------
+    tuple
+        The report (plain data, so it may come back from another process) and the SHA-256 of
+        ``suite.digest`` (None when not asked).
+    """
+    context = context or _worker_context()
+    if suite.frame is not None:
+        report = validate_frame(suite.frame, suite.contract, path=suite.path, context=context)
+    elif suite.build is not None:
+        df = suite.build()
+        report = validate_frame(df, suite.contract, path=suite.path, context=context)
+    else:
+        assert suite.read is not None
+        report = validate_file(suite.path, suite.contract, context=context, read=suite.read)
+    return report, None if suite.digest is None else sha256_file(suite.digest)
