@@ -11,20 +11,30 @@ eleanor / GSFC-ELEANOR-LITE HLSPs.
 :data:`MISSIONS` holds what follows from the mission itself: the catalogue prefix of the
 object id (TIC, KIC, EPIC), the keyword that numbers the observing season (SECTOR, QUARTER,
 CAMPAIGN) and the photometric band.
+
+The keys of the table (:data:`SEGMENT`, one light curve; :data:`CADENCE_KEY`, one cadence;
+:data:`SORT_KEY`, the row order) and the QUALITY bits each layout may set
+(:func:`known_quality_bits`, declared in the file's provenance by ingest_tess and read back by
+:func:`read_known_quality_bits`) are the table's contract with its readers (validate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from astropipe.errors import ConfigError
+from astropipe.errors import ConfigError, InputFileError
+from astropipe.io.tables import read_metadata
 from astropipe.lightcurve import LIGHTCURVE_SCHEMA, LIGHTCURVE_UNITS
 from astropipe.tess.quality import QUALITY_FAMILIES
+
+if TYPE_CHECKING:
+    from astropipe.tess.config import TessReadConfig
 
 __all__ = [
     "FluxColumns",
@@ -38,6 +48,12 @@ __all__ = [
     "TESS_LIGHTCURVE_SCHEMA",
     "TESS_LIGHTCURVE_UNITS",
     "column_map_from_mapping",
+    "SEGMENT",
+    "CADENCE_KEY",
+    "SORT_KEY",
+    "KNOWN_QUALITY_BITS_KEY",
+    "known_quality_bits",
+    "read_known_quality_bits",
 ]
 
 
@@ -286,3 +302,39 @@ TESS_LIGHTCURVE_UNITS = {
     "flux_err": "electron / s",
     "cadence_s": "s",
 }
+
+
+#: One light curve: the columns that are constant along it. Time increases within each.
+SEGMENT = ("object_id", "mission", "sector", "quarter", "campaign", "source", "cadence_s")
+#: One cadence: unique in the output (cadence numbers count per product and cadence, so the
+#: product and the cadence are part of the key: Kepler short- and long-cadence numbers overlap).
+CADENCE_KEY = (*SEGMENT, "cadenceno")
+#: Row order of lightcurves.parquet.
+SORT_KEY = (*SEGMENT, "mjd", "cadenceno")
+#: Provenance key: layout name → every QUALITY bit that layout may set (mission bits + its own).
+KNOWN_QUALITY_BITS_KEY = "known_quality_bits"
+
+
+def known_quality_bits(reader: TessReadConfig) -> dict[str, int]:
+    """Layout name → every QUALITY bit it may set: its mission's named bits and its own."""
+    return {
+        lay.name: QUALITY_FAMILIES[lay.quality_family].all_bits | lay.extra_quality_bits
+        for lay in reader.layouts
+    }
+
+
+def read_known_quality_bits(path: str | Path) -> dict[str, int]:
+    """What :func:`known_quality_bits` gave when ``path`` (a lightcurves.parquet) was written.
+
+    Raises
+    ------
+    InputFileError
+        The file carries no such record (not written by ingest_tess).
+    """
+    bits = read_metadata(path).get("provenance", {}).get(KNOWN_QUALITY_BITS_KEY)
+    if not isinstance(bits, dict):
+        raise InputFileError(
+            f"{path}: no '{KNOWN_QUALITY_BITS_KEY}' in its provenance; it was not written by "
+            "ingest_tess — rebuild it with `dvc repro ingest_tess`."
+        )
+    return {str(k): int(v) for k, v in bits.items()}

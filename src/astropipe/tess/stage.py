@@ -45,13 +45,20 @@ from astropipe.config import from_mapping
 from astropipe.errors import AstropipeError, ConfigError, InputFileError, MissingInputError
 from astropipe.io.atomic import atomic_dir, remove_stale_temps
 from astropipe.io.lock import OutputLock
-from astropipe.io.tables import read_metadata, write_json, write_parquet
+from astropipe.io.tables import write_json, write_parquet
 from astropipe.lightcurve import FLAG_QUALITY_MASKED
 from astropipe.mast.config import MastClientConfig
 from astropipe.provenance import provenance, relpath, sha256_file
-from astropipe.tess.columns import TESS_LIGHTCURVE_UNITS
-from astropipe.tess.config import TessConfig, TessReadConfig
-from astropipe.tess.quality import QUALITY_FAMILIES
+from astropipe.tess.columns import (
+    CADENCE_KEY,
+    KNOWN_QUALITY_BITS_KEY,
+    SEGMENT,
+    SORT_KEY,
+    TESS_LIGHTCURVE_UNITS,
+    known_quality_bits,
+    read_known_quality_bits,
+)
+from astropipe.tess.config import TessConfig
 from astropipe.tess.reader import FileRead, ReadResult, gather_reads, read_file_task
 
 __all__ = [
@@ -76,16 +83,6 @@ METRIC_KEYS = (
     "files_read", "files_quarantined", "light_curves", "objects", "rows",
     "quality_flagged", "duplicate_cadences_dropped",
 )  # fmt: skip
-
-#: One light curve: the columns that are constant along it. Time increases within each.
-SEGMENT = ("object_id", "mission", "sector", "quarter", "campaign", "source", "cadence_s")
-#: One cadence: unique in the output (cadence numbers count per product and cadence, so the
-#: product and the cadence are part of the key: Kepler short- and long-cadence numbers overlap).
-CADENCE_KEY = (*SEGMENT, "cadenceno")
-#: Row order of lightcurves.parquet.
-SORT_KEY = (*SEGMENT, "mjd", "cadenceno")
-#: Provenance key: layout name → every QUALITY bit that layout may set (mission bits + its own).
-_KNOWN_BITS_KEY = "known_quality_bits"
 
 
 @dataclass(frozen=True)
@@ -181,31 +178,6 @@ def input_files(
             "read or written."
         )
     return files[:limit] if limit is not None else files
-
-
-def known_quality_bits(reader: TessReadConfig) -> dict[str, int]:
-    """Layout name → every QUALITY bit it may set: its mission's named bits and its own."""
-    return {
-        lay.name: QUALITY_FAMILIES[lay.quality_family].all_bits | lay.extra_quality_bits
-        for lay in reader.layouts
-    }
-
-
-def read_known_quality_bits(path: str | Path) -> dict[str, int]:
-    """What :func:`known_quality_bits` gave when ``path`` (a lightcurves.parquet) was written.
-
-    Raises
-    ------
-    InputFileError
-        The file carries no such record (not written by ingest_tess).
-    """
-    bits = read_metadata(path).get("provenance", {}).get(_KNOWN_BITS_KEY)
-    if not isinstance(bits, dict):
-        raise InputFileError(
-            f"{path}: no '{_KNOWN_BITS_KEY}' in its provenance; it was not written by "
-            "ingest_tess — rebuild it with `dvc repro ingest_tess`."
-        )
-    return {str(k): int(v) for k, v in bits.items()}
 
 
 def _read(
@@ -429,7 +401,7 @@ def _write_outputs(
             source=cfg.source,
         ),
         "time_scale": "TDB",
-        _KNOWN_BITS_KEY: known_quality_bits(reader),
+        KNOWN_QUALITY_BITS_KEY: known_quality_bits(reader),
         "files": records,
     }
     scales = sorted({f["time"]["scale"] for f in result.files})

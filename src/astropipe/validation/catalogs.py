@@ -21,16 +21,16 @@ import great_expectations.expectations as gxe
 from astropipe.catalogs.link import OBJECTS_SCHEMA
 from astropipe.catalogs.schemas import CATALOGS, K2, KOI, TOI, CatalogSpec
 from astropipe.validation.config import RangesConfig, TableConfig
-from astropipe.validation.suites import (
+from astropipe.validation.rules import (
     Contract,
     Rule,
-    _between,
-    _completeness,
-    _in_set,
-    _pandas_dtype,
-    _sky,
-    _structure,
-    _unique,
+    between,
+    completeness,
+    in_set,
+    pandas_dtype,
+    sky,
+    structure,
+    unique,
 )
 
 __all__ = [
@@ -52,7 +52,7 @@ TOI_DISPOSITIONS = ["APC", "CP", "FA", "FP", "KP", "PC"]  # TFOPWG: ambiguous PC
 
 
 def _columns(spec: CatalogSpec, names: list[str]) -> dict[str, tuple[str, ...]]:
-    return {n: _pandas_dtype(spec.column(n).type) for n in names}
+    return {n: pandas_dtype(spec.column(n).type) for n in names}
 
 
 KOI_COLUMNS = _columns(
@@ -62,7 +62,7 @@ TOI_COLUMNS = _columns(
     TOI, ["toi", "tid", "tfopwg_disp", "pl_orbper", "pl_rade", "rastr", "ra", "decstr", "dec"]
 )
 K2_COLUMNS = _columns(K2, ["pl_name", "epic", "disposition", "pl_orbper", "pl_rade", "ra", "dec"])
-OBJECTS_COLUMNS = {f.name: _pandas_dtype(f.type) for f in OBJECTS_SCHEMA if not f.name == "seasons"}
+OBJECTS_COLUMNS = {f.name: pandas_dtype(f.type) for f in OBJECTS_SCHEMA if not f.name == "seasons"}
 
 
 def _positive(col: str, unit: str) -> Rule:
@@ -82,14 +82,14 @@ def _catalog(
     disposition: str,
     dispositions: list[str],
 ) -> list[Rule]:
-    rules = _structure(columns) + _completeness(name, columns, table.completeness)
+    rules = structure(columns) + completeness(name, columns, table.completeness)
     rules += [
-        _unique([spec.id_column]),
-        _between(spec.target_column, 1, None),
+        unique([spec.id_column]),
+        between(spec.target_column, 1, None),
         _positive(period, "d"),
         _positive(radius, "R_earth"),
-        *_sky(ranges),
-        _in_set(disposition, dispositions),
+        *sky(ranges),
+        in_set(disposition, dispositions),
     ]
     return rules
 
@@ -128,14 +128,14 @@ def objects_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     """Contract of ``objects.parquet`` (catalog entries ↔ light-curve objects)."""
     del ranges
     cols = OBJECTS_COLUMNS
-    rules = _structure(cols) + _completeness("objects", cols, table.completeness)
+    rules = structure(cols) + completeness("objects", cols, table.completeness)
     rules += [
-        _unique(["catalog", "catalog_id", "object_id"]),
-        _in_set("catalog", list(CATALOGS)),
-        _in_set("id_kind", sorted({s.id_kind for s in CATALOGS.values()})),
-        _in_set("mission", sorted({s.mission for s in CATALOGS.values()})),
-        _between("target_id", 1, None),
-        _between("lightcurve_rows", 1, None),
+        unique(["catalog", "catalog_id", "object_id"]),
+        in_set("catalog", list(CATALOGS)),
+        in_set("id_kind", sorted({s.id_kind for s in CATALOGS.values()})),
+        in_set("mission", sorted({s.mission for s in CATALOGS.values()})),
+        between("target_id", 1, None),
+        between("lightcurve_rows", 1, None),
     ]
     return Contract("objects", cols, tuple(rules))
 

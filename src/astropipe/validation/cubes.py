@@ -31,7 +31,7 @@ import zarr
 
 from astropipe.errors import InputFileError
 from astropipe.validation.config import CubeCollectionConfig, CubesConfig
-from astropipe.validation.suites import Contract, Rule, _unique
+from astropipe.validation.rules import Contract, Rule, unique
 from astropipe.zarrcube.chunks import HidingStore, chunk_refs, describe, verify_chunks
 from astropipe.zarrcube.manifest import COMPLETE, Manifest, read_manifest
 
@@ -214,8 +214,8 @@ def cubes_contract(cfg: CubesConfig) -> Contract:
             {"column": "problem"},
             "every chunk of the step matches the SHA-256 fits_to_zarr recorded for it",
         ),
-        _unique(["collection", "time_index", "frequency"]),
-        _unique(["collection", "time", "frequency"]),
+        unique(["collection", "time_index", "frequency"]),
+        unique(["collection", "time", "frequency"]),
         _gt("time_step", 0.0, "time (MJD) strictly increasing along each store (time_step > 0)"),
         Rule(
             gxe.ExpectColumnValuesToBeInSet,

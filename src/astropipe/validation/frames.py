@@ -29,7 +29,7 @@ from great_expectations.expectations.row_conditions import Column
 from astropipe.calibration.calibrate import MASK_BITS, MasterUsed, master_kind, masters_used
 from astropipe.provenance import sha256_file
 from astropipe.validation.config import FramesConfig
-from astropipe.validation.suites import Contract, Rule, _between, _in_set, _unique
+from astropipe.validation.rules import Contract, Rule, between, in_set, unique
 
 if TYPE_CHECKING:
     from astropipe.compute import Workers
@@ -293,13 +293,13 @@ def frames_contract(cfg: FramesConfig) -> Contract:
         Rule(gxe.ExpectColumnToExist, {"column": c}, f"column {c} exists") for c in FRAME_COLUMNS
     ]
     rules += [
-        _unique(["file"]),
+        unique(["file"]),
         Rule(
             gxe.ExpectColumnValuesToBeNull,
             {"column": "problem"},
             "every file readable, with its extensions (science: SCI, ERR, MASK; master: ERR)",
         ),
-        _in_set("kind", KINDS),
+        in_set("kind", KINDS),
         Rule(
             gxe.ExpectColumnValuesToBeBetween,
             {"column": "sci_finite_fraction", "min_value": fin, "max_value": 1.0},
@@ -328,10 +328,10 @@ def frames_contract(cfg: FramesConfig) -> Contract:
             ["science"],
         ),
         _only(_not_null("mjd", "DATE-OBS present and ISO (mjd non-null)"), ["science"]),
-        _between("mjd", *cfg.mjd, unit="d"),
+        between("mjd", *cfg.mjd, unit="d"),
         _only(_not_null("filter", "FILTER present"), ["science", "flat"]),
-        _in_set("filter", cfg.filters),
-        _only(_in_set("mask_dtype", MASK_DTYPES), ["science"]),
+        in_set("filter", cfg.filters),
+        _only(in_set("mask_dtype", MASK_DTYPES), ["science"]),
         Rule(
             gxe.ExpectColumnValuesToBeBetween,
             {"column": "mask_unknown_bits", "min_value": 0, "max_value": 0},
@@ -347,6 +347,6 @@ def frames_contract(cfg: FramesConfig) -> Contract:
             ),
             ["science"],
         ),
-        _only(_in_set("masters_check", ["ok"]), ["science"]),
+        _only(in_set("masters_check", ["ok"]), ["science"]),
     ]
     return Contract("frames", dict.fromkeys(FRAME_COLUMNS, ()), tuple(rules), key="file")

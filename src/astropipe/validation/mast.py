@@ -18,15 +18,15 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 
 from astropipe.validation.config import RangesConfig, TableConfig
-from astropipe.validation.suites import (
-    _STR,
+from astropipe.validation.rules import (
+    STR,
     Contract,
     Rule,
-    _between,
-    _completeness,
-    _sky,
-    _structure,
-    _unique,
+    between,
+    completeness,
+    sky,
+    structure,
+    unique,
 )
 
 __all__ = [
@@ -40,12 +40,12 @@ __all__ = [
 
 #: Core CAOM observation columns → accepted pandas dtypes.
 OBSERVATION_COLUMNS: dict[str, tuple[str, ...]] = {
-    "obs_collection": _STR,
-    "obs_id": _STR,
-    "obsid": _STR,
-    "objID": _STR,
-    "target_name": _STR,
-    "dataproduct_type": _STR,
+    "obs_collection": STR,
+    "obs_id": STR,
+    "obsid": STR,
+    "objID": STR,
+    "target_name": STR,
+    "dataproduct_type": STR,
     "s_ra": ("float64",),
     "s_dec": ("float64",),
     "t_min": ("float64",),
@@ -54,10 +54,10 @@ OBSERVATION_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 #: Core CAOM product columns → accepted pandas dtypes.
 PRODUCT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "obsID": _STR,
-    "dataURI": _STR,
-    "productFilename": _STR,
-    "productType": _STR,
+    "obsID": STR,
+    "dataURI": STR,
+    "productFilename": STR,
+    "productType": STR,
     "size": ("int64", "float64"),
 }
 #: Plausible observation times, MJD: 1950-01-01 to 2100-01-01.
@@ -67,12 +67,12 @@ MAST_MJD = (33282.0, 88069.0)
 def mast_observations_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     """Contract of ``observations.parquet`` (ingest_mast)."""
     cols = OBSERVATION_COLUMNS
-    rules = _structure(cols) + _completeness("mast_observations", cols, table.completeness)
+    rules = structure(cols) + completeness("mast_observations", cols, table.completeness)
     rules += [
-        _unique(["obsid", "objID"]),
-        *_sky(ranges, ra="s_ra", dec="s_dec"),
-        _between("t_min", *MAST_MJD, unit="d"),
-        _between("t_max", *MAST_MJD, unit="d"),
+        unique(["obsid", "objID"]),
+        *sky(ranges, ra="s_ra", dec="s_dec"),
+        between("t_min", *MAST_MJD, unit="d"),
+        between("t_max", *MAST_MJD, unit="d"),
         Rule(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB,
             {
@@ -83,7 +83,7 @@ def mast_observations_contract(table: TableConfig, ranges: RangesConfig) -> Cont
             },  # fmt: skip
             "t_max >= t_min (an observation ends after it starts)",
         ),
-        _between("calib_level", 0, 4),
+        between("calib_level", 0, 4),
     ]
     return Contract("mast_observations", cols, tuple(rules), key="obs_id")
 
@@ -92,15 +92,15 @@ def mast_products_contract(table: TableConfig, ranges: RangesConfig) -> Contract
     """Contract of ``products.parquet`` (ingest_mast)."""
     del ranges  # no sky or time columns
     cols = PRODUCT_COLUMNS
-    rules = _structure(cols) + _completeness("mast_products", cols, table.completeness)
+    rules = structure(cols) + completeness("mast_products", cols, table.completeness)
     rules += [
-        _unique(["obsID", "dataURI"]),
+        unique(["obsID", "dataURI"]),
         Rule(
             gxe.ExpectColumnValuesToMatchRegex,
             {"column": "dataURI", "regex": r"^mast:[A-Za-z0-9][^\s]*$"},
             "dataURI is a mast: URI",
         ),
-        _between("size", 0, None, unit="byte"),
+        between("size", 0, None, unit="byte"),
     ]
     return Contract("mast_products", cols, tuple(rules), key="productFilename")
 

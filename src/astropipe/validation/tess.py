@@ -2,7 +2,7 @@
 
 The great-expectations suite runs on the table's rows plus four columns derived here, because
 the checks that matter are per light curve (one object, mission, season, product and cadence:
-:data:`~astropipe.tess.stage.SEGMENT`), which GX cannot group by itself:
+:data:`~astropipe.tess.columns.SEGMENT`), which GX cannot group by itself:
 
 - ``light_curve``: a label such as ``"TIC 261136679 TESS S1 spoc 120s"``, the contract key,
   so a failure names the light curve;
@@ -11,7 +11,7 @@ the checks that matter are per light curve (one object, mission, season, product
 - ``quality_unknown_bits``: the QUALITY bits the row's layout may not set. What each layout
   may set (its mission's documented bits and the product's own, eleanor's 2^17 and 2^18) is
   read from the file, where ingest_tess declared it through
-  :func:`~astropipe.tess.stage.read_known_quality_bits`; a layout it did not declare makes
+  :func:`~astropipe.tess.columns.read_known_quality_bits`; a layout it did not declare makes
   every bit unknown;
 - ``lc_flux_finite_fraction``: the fraction of the light curve's cadences with a finite flux.
 """
@@ -29,19 +29,24 @@ from great_expectations.expectations.row_conditions import Column
 
 from astropipe.io.tables import read_parquet
 from astropipe.lightcurve import SURVEY_FLAGS_MASK
-from astropipe.tess.columns import MISSIONS, TESS_LIGHTCURVE_SCHEMA
-from astropipe.tess.stage import CADENCE_KEY, SEGMENT, read_known_quality_bits
+from astropipe.tess.columns import (
+    CADENCE_KEY,
+    MISSIONS,
+    SEGMENT,
+    TESS_LIGHTCURVE_SCHEMA,
+    read_known_quality_bits,
+)
 from astropipe.validation.config import RangesConfig, TessLightcurvesConfig
-from astropipe.validation.suites import (
+from astropipe.validation.rules import (
     Contract,
     Rule,
-    _between,
-    _completeness,
-    _in_set,
-    _pandas_dtype,
-    _sky,
-    _structure,
-    _unique,
+    between,
+    completeness,
+    in_set,
+    pandas_dtype,
+    sky,
+    structure,
+    unique,
 )
 
 __all__ = [
@@ -55,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 def _dtypes(field: pa.Field) -> tuple[str, ...]:
-    own = _pandas_dtype(field.type)
+    own = pandas_dtype(field.type)
     # pandas reads an integer column holding nulls (sector on Kepler rows) as float64
     if pa.types.is_integer(field.type) and field.nullable:
         return (*own, "float64")
@@ -126,10 +131,10 @@ def tess_lightcurves_table(cfg: TessLightcurvesConfig) -> pd.DataFrame:
 def tess_lightcurves_contract(cfg: TessLightcurvesConfig, ranges: RangesConfig) -> Contract:
     """Contract of ingest_tess's lightcurves.parquet (rows plus :data:`DERIVED_COLUMNS`)."""
     cols = TESS_LIGHTCURVE_COLUMNS
-    rules = _structure(cols) + _completeness("tess_lightcurves", cols, cfg.completeness)
+    rules = structure(cols) + completeness("tess_lightcurves", cols, cfg.completeness)
     fin = cfg.min_flux_finite_fraction
     rules += [
-        _unique(list(CADENCE_KEY)),
+        unique(list(CADENCE_KEY)),
         Rule(
             gxe.ExpectColumnValuesToBeInSet,
             {"column": "mjd_increases", "value_set": [True]},
@@ -152,9 +157,9 @@ def tess_lightcurves_contract(cfg: TessLightcurvesConfig, ranges: RangesConfig) 
             {"column": "lc_flux_finite_fraction", "min_value": fin, "max_value": 1.0},
             f"flux finite on >= {fin * 100:g}% of each light curve's cadences",
         ),
-        _in_set("mission", sorted(_SEASON)),
-        _in_set("survey", sorted(_SEASON)),
-        _in_set("band", sorted({m.band for m in MISSIONS.values()})),
+        in_set("mission", sorted(_SEASON)),
+        in_set("survey", sorted(_SEASON)),
+        in_set("band", sorted({m.band for m in MISSIONS.values()})),
         *[
             Rule(
                 gxe.ExpectColumnValuesToNotBeNull,
@@ -163,10 +168,10 @@ def tess_lightcurves_contract(cfg: TessLightcurvesConfig, ranges: RangesConfig) 
             )
             for mission, season in sorted(_SEASON.items())
         ],
-        *_sky(ranges),
-        _between("mjd", *cfg.mjd, unit="d"),
-        _between("flux_err", 0.0, None, unit="electron / s"),
-        _between("cadence_s", 0.0, None, unit="s"),
-        _between("quality", 0, None),
+        *sky(ranges),
+        between("mjd", *cfg.mjd, unit="d"),
+        between("flux_err", 0.0, None, unit="electron / s"),
+        between("cadence_s", 0.0, None, unit="s"),
+        between("quality", 0, None),
     ]
     return Contract("tess_lightcurves", cols, tuple(rules), key="light_curve")
