@@ -9,17 +9,34 @@ with ``n_jobs=1``; astropipe with the periodogram and CDPP switched off (it stil
 own extra columns: times, peak, rise and decay). Each side gets its native input: light-curve
 a list of ``(t, m, sigma)`` arrays (``sorted=True, check=False``), astropipe the long points
 table of :mod:`astropipe.features.extract` (it sorts and groups it itself).
+
+``--rss N [N ...]`` instead measures the peak memory of the whole build_lightcurve_features
+stage (:func:`astropipe.features.stage.run`: cleaning, features, every output written) on N
+synthetic magnitude light curves of ``--points`` points each (one ``object_id`` and band per
+curve, written like ingest_ztf's table: sorted, in 131,072-row groups), each size in a fresh
+interpreter whose peak RSS (``ru_maxrss``, and its worker processes' under ``processes``) is
+its own. The periodogram is off there (it costs time per curve, not memory per batch)::
+
+    python -m benchmarks.bench_features --rss 1000 10000 100000 --points 100
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import light_curve as lcf
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from astropipe.features.extract import ExtractConfig, compute_features
 
@@ -65,15 +82,128 @@ def make_curves(n_curves: int, n_points: int, *, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def write_lightcurves(path: Path, n_curves: int, n_points: int, *, seed: int = 0) -> int:
+    """Write ``n_curves`` magnitude curves in the common light-curve schema, a few thousand
+    curves at a time (the writer's memory stays small); return the number of points."""
+    from astropipe.lightcurve import LIGHTCURVE_SCHEMA, to_lightcurve_table
+
+    per = max(1, (1 << 17) // n_points)  # curves per written chunk
+    with pq.ParquetWriter(path, LIGHTCURVE_SCHEMA, compression="zstd") as writer:
+        for first in range(0, n_curves, per):
+            pts = make_curves(min(per, n_curves - first), n_points, seed=seed + first)
+            ids = np.array([f"ZTF{first + i:08d}" for i in range(min(per, n_curves - first))])
+            frame = pd.DataFrame(
+                {
+                    "object_id": np.repeat(ids, n_points),
+                    "survey": "ZTF",
+                    "source": "alert",
+                    "band": "zr",
+                    "mjd": pts["mjd"].to_numpy(),
+                    "mag": pts["value"].to_numpy(),
+                    "mag_err": pts["err"].to_numpy(),
+                    "is_upper_limit": False,
+                    "flags": np.int64(0),
+                }
+            )
+            writer.write_table(to_lightcurve_table(frame).cast(LIGHTCURVE_SCHEMA))
+    return n_curves * n_points
+
+
+def _stage_params(inputs: Path, work: Path, scheduler: str, workers: int) -> dict:
+    out = {
+        "features": "features.parquet",
+        "metrics": "metrics.json",
+        "clean": "lightcurves_clean.parquet",
+        "plot_lightcurves": "lc.csv",
+        "plot_features": "features.csv",
+    }
+    return {
+        "features": {
+            "inputs": [str(inputs)],
+            "extract": {"periodogram": {"enabled": False}},
+            "outputs": {k: str(work / v) for k, v in out.items()},
+        },
+        "compute": {"scheduler": scheduler, "workers": workers},
+    }
+
+
+def _rss_child(inputs: str, work: str, scheduler: str, workers: int) -> None:
+    from astropipe.features.stage import run  # imports are not measured
+
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    run(_stage_params(Path(inputs), Path(work), scheduler, workers))
+    sec = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(
+        json.dumps(
+            {"seconds": sec, "start_mb": start / 1024, "rss_mb": rss / 1024, "kids_mb": kids / 1024}
+        )
+    )
+
+
+def rss_table(sizes: list[int], n_points: int, scheduler: str, workers: int) -> None:
+    """Print the stage's peak RSS at each number of curves (each in a fresh interpreter)."""
+    print(
+        f"build_lightcurve_features, {n_points} points per curve, periodogram off, "
+        f"compute.scheduler={scheduler} x{workers}"
+    )
+    print(
+        f"{'curves':>8s} {'points':>11s} {'input MB':>9s} {'seconds':>8s} {'curves/s':>9s} "
+        f"{'start MB':>9s} {'peak RSS MB':>12s} {'workers MB':>11s}"
+    )
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
+            inputs = Path(tmp) / "lightcurves.parquet"
+            points = write_lightcurves(inputs, n, n_points)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.bench_features",
+                    "--child",
+                    str(inputs),
+                    tmp,
+                    scheduler,
+                    str(workers),
+                ],  # fmt: skip
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parents[1],
+            )
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            size = inputs.stat().st_size / 1e6
+            shutil.rmtree(Path(tmp), ignore_errors=True)
+        print(
+            f"{n:8d} {points:11d} {size:9.1f} {r['seconds']:8.1f} {n / r['seconds']:9.0f} "
+            f"{r['start_mb']:9.0f} {r['rss_mb']:12.0f} {r['kids_mb']:11.0f}",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench_features")
     ap.add_argument("--quick", action="store_true", help="1,000 curves instead of 10,000")
     ap.add_argument("--curves", type=int, default=None)
-    ap.add_argument("--points", type=int, default=1000)
+    ap.add_argument("--points", type=int, default=None, help="points per curve (1000; --rss: 100)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs of each side")
+    ap.add_argument("--rss", type=int, nargs="+", default=None, help="stage peak RSS at N curves")
+    ap.add_argument("--scheduler", default="threads", help="--rss: compute.scheduler")
+    ap.add_argument("--workers", type=int, default=2, help="--rss: compute.workers")
+    ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args, _ = ap.parse_known_args(argv)
+    if args.child:
+        inputs, work, scheduler, workers = args.child
+        _rss_child(inputs, work, scheduler, int(workers))
+        return 0
+    if args.rss:
+        rss_table(args.rss, args.points or 100, args.scheduler, args.workers)
+        return 0
     n_curves = args.curves or (1_000 if args.quick else 10_000)
-    points = make_curves(n_curves, args.points)
+    n_points = args.points or 1000
+    points = make_curves(n_curves, n_points)
     arrays = [
         (g["mjd"].to_numpy(), g["value"].to_numpy(), g["err"].to_numpy())
         for _, g in points.groupby("object_id", sort=True)
@@ -90,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ref()
     ours()  # warm-up: imports, caches
     print(
-        f"{n_curves} curves x {args.points} points, {len(EXTRACTORS)} light-curve extractors "
+        f"{n_curves} curves x {n_points} points, {len(EXTRACTORS)} light-curve extractors "
         f"({len(ext.names)} values), 1 core (os.cpu_count() = {os.cpu_count()})"
     )
     print(f"{'run':>4s} {'light-curve/s':>14s} {'astropipe/s':>12s} {'ratio':>7s}")

@@ -208,8 +208,8 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         batches = spill(cfg.inputs, the_plan, workdir, ephemerides=ephemerides)
         log.info(
             "features: %d objects, %d points in %d batches (features.batch_points=%d)",
-            len(the_plan.ids),
-            int(the_plan.points.sum()),
+            the_plan.objects,
+            sum(the_plan.points),
             len(batches),
             cfg.batch_points,
         )
