@@ -215,6 +215,7 @@ def test_streamed_tables_equal_the_in_memory_tables_whatever_the_batch(
     monkeypatch.setattr(spill, "ROW_GROUP_ROWS", 16)
     monkeypatch.setattr(spill, "ALERT_GROUP_ROWS", 16)
     monkeypatch.setattr(spill, "BUCKET_ROWS", 3000)
+    monkeypatch.setattr(spill, "ROUTE_ROWS", 200)  # bucket files written in several rounds
     snaps, reports = [], []
     for batch in (3, 256):
         run(_stream_params(tmp_path, night, batch))

@@ -118,6 +118,9 @@ def _iter_tarball(path: Path, *, max_bytes: int, stats: ReadStats | None) -> Ite
     try:
         with tarfile.open(path, mode="r|*") as tar:
             for member in tar:
+                # tarfile keeps every member's header (~0.5 kB) for random access, which a
+                # stream never needs: without this, memory grows with the night
+                tar.members.clear()
                 name = f"{base}!{printable(member.name)}"
                 kind = _TAR_KINDS.get(member.type)
                 if kind is not None:  # holds no bytes of its own: never followed

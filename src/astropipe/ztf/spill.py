@@ -27,6 +27,7 @@ bytes depend only on the data; a table smaller than one row group is byte-identi
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ ALERT_GROUP_ROWS = 1 << 14
 #: Light-curve rows per bucket (consecutive object_id prefixes are merged up to this); a
 #: bucket is deduplicated in pandas, about 1 kB per row at its peak.
 BUCKET_ROWS = 1 << 17
+#: Light-curve rows routed in memory before they are written to the bucket files (~30 MB).
+ROUTE_ROWS = 1 << 18
 #: Characters of ``object_id`` that choose a bucket (``ZTF18abcde``: ZTF names are given in
 #: sequence within a year, so a night's objects share their first letters; ten characters
 #: split them into groups of at most 26^2 names, whose rows bound a bucket's size).
@@ -335,6 +338,47 @@ class AlertSpill:
         back[np.concatenate(where)] = np.arange(len(seqs))
         return joined.take(pa.array(back))
 
+    def _route_lightcurves(self, bounds: np.ndarray) -> dict[int, list[Path]]:
+        """The winners' light-curve rows split into bucket files; bucket → its files in order.
+
+        Rows are gathered in memory up to :data:`ROUTE_ROWS` and then written, one file per
+        bucket that received rows, and closed: no file (nor its footer) stays open, whatever
+        the number of buckets and batches (a night's objects are spread over every bucket, so
+        each batch touches them all).
+        """
+        bucket_dir = self.workdir / "buckets"
+        bucket_dir.mkdir()
+        files: dict[int, list[Path]] = {}
+        pending: dict[int, list[pa.Table]] = {}
+        pending_rows = 0
+
+        def flush() -> None:
+            for b, parts in pending.items():
+                path = bucket_dir / f"{b:06d}.{len(files.get(b, ())):06d}.parquet"
+                pq.write_table(pa.concat_tables(parts), path, compression="lz4")
+                files.setdefault(b, []).append(path)
+            pending.clear()
+
+        keep = np.zeros(self.alerts, dtype=bool)
+        keep[self.winners] = True
+        offset = 0
+        for k in range(self._batches):
+            t = pq.read_table(self.workdir / f"l{k:07d}.parquet")
+            n_alerts = pq.read_metadata(self.workdir / f"a{k:07d}.parquet").num_rows
+            rows = t["_row"].to_numpy()
+            t = t.drop_columns(["_row"]).filter(pa.array(keep[offset + rows]))
+            offset += n_alerts
+            prefix = np.array([o[:PREFIX_CHARS] for o in t["object_id"].to_pylist()], object)
+            which = np.searchsorted(bounds, prefix, side="right") if len(prefix) else prefix
+            for b in np.unique(which).tolist():
+                pending.setdefault(b, []).append(t.filter(pa.array(which == b)))
+            pending_rows += t.num_rows
+            if pending_rows >= ROUTE_ROWS:
+                flush()
+                pending_rows = 0
+        flush()
+        return files
+
     def write_lightcurves(
         self,
         path: Path,
@@ -357,28 +401,7 @@ class AlertSpill:
         for p, n in dr_prefix.value_counts().items():
             counts[p] = counts.get(p, 0) + int(n)
         bounds = _bucket_bounds(counts)
-        bucket_dir = self.workdir / "buckets"
-        bucket_dir.mkdir()
-        writers: dict[int, pq.ParquetWriter] = {}
-        keep = np.zeros(self.alerts, dtype=bool)
-        keep[self.winners] = True
-        offset = 0
-        try:
-            for k in range(self._batches):
-                t = pq.read_table(self.workdir / f"l{k:07d}.parquet")
-                n_alerts = pq.read_metadata(self.workdir / f"a{k:07d}.parquet").num_rows
-                rows = t["_row"].to_numpy()
-                t = t.drop_columns(["_row"]).filter(pa.array(keep[offset + rows]))
-                offset += n_alerts
-                prefix = np.array([o[:PREFIX_CHARS] for o in t["object_id"].to_pylist()], object)
-                which = np.searchsorted(bounds, prefix, side="right") if len(prefix) else prefix
-                for b in np.unique(which).tolist():
-                    if b not in writers:
-                        writers[b] = pq.ParquetWriter(bucket_dir / f"{b:06d}.parquet", t.schema)
-                    writers[b].write_table(t.filter(pa.array(which == b)))
-        finally:
-            for w in writers.values():
-                w.close()
+        buckets = self._route_lightcurves(bounds)
         dr_which = (
             np.searchsorted(bounds, dr_prefix.to_numpy(dtype=object), side="right")
             if len(dr_frame)
@@ -389,8 +412,8 @@ class AlertSpill:
         try:
             for b in range(len(bounds) + 1):
                 frames = []
-                if b in writers:
-                    part = pq.read_table(bucket_dir / f"{b:06d}.parquet").to_pandas()
+                if b in buckets:
+                    part = pa.concat_tables([pq.read_table(f) for f in buckets[b]]).to_pandas()
                     frames.append(alert_frame(part))
                 if len(dr_frame):
                     part = dr_frame[dr_which == b]
@@ -402,12 +425,27 @@ class AlertSpill:
                 table = to_lightcurve_table(pd.concat(frames, ignore_index=True))
                 out.write(table)
                 _count(summary, table)
+                del frames, table
+                trim_heap()  # pandas' freed blocks, so the next bucket reuses the same pages
         except BaseException:
             out.abort()
             raise
         out.close()
         summary["by_source"] = dict(sorted(summary["by_source"].items()))
         return summary
+
+
+def trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Deduplicating a bucket in pandas frees ~100 MB of small blocks; without this, peak RSS
+    creeps up bucket after bucket as the heap fragments (measured: 421 → 382 MB at 20k alerts).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # pragma: no cover - not glibc
+        return
+    libc.malloc_trim(0)
 
 
 def _count(summary: dict[str, Any], table: pa.Table) -> None:
