@@ -139,6 +139,9 @@ class Layout:
         """
         raise NotImplementedError
 
+    #: threads reading the files of one time step (lwa: ``zarr.read_workers``)
+    read_workers: int = 1
+
     #: sky tile length of the store being written (``chunks.sky``); set by the writer so
     #: that a layout may deliver its images as :class:`Tiled` chunks
     tile: int | None = None

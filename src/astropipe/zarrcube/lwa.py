@@ -54,12 +54,12 @@ class LwaLayout(Layout):
     def __init__(self, *, read_workers: int = 2) -> None:
         self._local = threading.local()
         self._free: list[Tiled] = []
-        self._workers = read_workers
+        self.read_workers = read_workers
         self._executor: ThreadPoolExecutor | None = None
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="fits-read")
+            self._executor = ThreadPoolExecutor(self.read_workers, thread_name_prefix="fits-read")
         return self._executor
 
     def close(self) -> None:

@@ -138,10 +138,16 @@ def _blocks(value: Any, spec: ChunkSpec) -> Iterator[tuple[tuple[int, ...], np.n
         yield coords, arr[(*sel, ...)]  # an array even for 0-d values (a str would not do)
 
 
+def _aligned(value: Tiled, spec: ChunkSpec) -> bool:
+    """Each tile is one chunk along both sky dims (a dim shorter than the tile: one chunk)."""
+    dims = zip(value.shape[-2:], spec.chunks[-2:], strict=True)
+    return all(value.tile == c or (value.tile >= n and c == n) for n, c in dims)
+
+
 def write_array(root: Path, spec: ChunkSpec, idx: int, value: Any) -> dict[str, str]:
     """Encode and write every chunk of time step ``idx`` of one array; key → SHA-256."""
-    if isinstance(value, Tiled) and value.tile != spec.chunks[-1]:
-        value = np.asarray(value)  # tiles not aligned with the chunks (never by the writer)
+    if isinstance(value, Tiled) and not _aligned(value, spec):
+        value = np.asarray(value)  # never from the writer (it sets the tile to chunks.sky)
     out: dict[str, str] = {}
     for coords, block in _blocks(value, spec):
         key = spec.key((idx, *coords))

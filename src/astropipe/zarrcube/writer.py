@@ -13,16 +13,19 @@ Protocol (crash-safe, append without rewriting, nothing deleted implicitly):
    its chunks are intact, and its files still have the recorded SHA-256 (hashed now).
 5. Save the manifest (steps to write without checksums, their chunks' checksums dropped), delete
    damaged chunks, resize the time axis, clear ``step_complete`` of the steps to (re)write; then
-   for each step: read its files once (hash + decode), write its arrays at its index, set
-   ``step_complete``, record the checksums of its files and of the chunks it filled.
+   each step is a task on ``compute.scheduler`` (:mod:`~astropipe.zarrcube.steps`): read its
+   files once (hash + decode), write its arrays at its index; as the results come back, in
+   order, this process sets the step's ``step_complete`` and records the checksums of its
+   files and of the chunks it filled.
 6. Save the manifest, consolidate the metadata.
 
 A new store (or an explicit rebuild) is created beside its final path and moved in once its
 manifest exists, so a crash never leaves a store without one. A crash anywhere else leaves
 ``step_complete = 0`` or no checksum on any step not entirely written, so a rerun redoes it;
 steps finished before the crash are not touched. Since the store is a function of the sorted
-set of time steps only, the order and batching of inputs do not change a byte. Peak memory is
-three time steps (two being written, one read ahead).
+set of time steps only, the order and batching of inputs and the scheduler do not change a
+byte. Peak memory is one time step per running task, plus up to three reusable step buffers
+per worker process.
 """
 
 from __future__ import annotations
@@ -124,7 +127,7 @@ def _entry(info: StepInfo) -> TimeStep:
 
 def _scan(layout: Layout, files: list[Path], pool: Workers, progress: bool) -> list[StepInfo]:
     specs = layout.group(files)
-    it = pool.map(scan_step, specs, kind=layout.kind, read_workers=layout_workers(layout))
+    it = pool.map(scan_step, specs, kind=layout.kind, read_workers=layout.read_workers)
     bar = progress_bar(it, total=len(specs), desc="headers", unit="step", enabled=progress)
     return [_localized(info) for info in bar]
 
@@ -136,11 +139,6 @@ def _localized(info: StepInfo) -> StepInfo:
         files=dict(sorted((relpath(k), v) for k, v in info.files.items())),
         grid_file=relpath(info.grid_file),
     )
-
-
-def layout_workers(layout: Layout) -> int:
-    """Threads a layout reads the files of one step with (lwa: ``read_workers``)."""
-    return int(getattr(layout, "_workers", 1))
 
 
 def _same_axis(key: str, a: Any, b: Any) -> bool:
@@ -335,7 +333,7 @@ def _tasks(
         "store": str(store.absolute()),
         "kind": layout.kind,
         "tile": layout.tile,
-        "read_workers": layout_workers(layout),
+        "read_workers": layout.read_workers,
         "specs": None if specs is None else tuple(v for k, v in specs.items() if k != COMPLETE),
     }
     group: list[tuple[int, StepInfo]] = []
