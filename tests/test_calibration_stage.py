@@ -249,3 +249,29 @@ def test_stage_script_prints_one_line_and_exits_1(tmp_path):
 def test_unknown_config_key_lists_valid_keys():
     with pytest.raises(AstropipeError, match="valid keys"):
         stage.run({"calibration": {"bias": {"methd": "median"}}})
+
+
+def _missing_spec(tmp_path: Path):
+    from astropipe.calibration.crchild import PassSpec, StoredRows
+
+    rows = StoredRows(str(tmp_path / "missing.fits"), 2880, ">f4", (16, 16))
+    return PassSpec(rows, rows, rows, 5.0, 6e4, {}, 0, None, 0)
+
+
+def test_cosmic_ray_child_error_comes_back_as_itself(tmp_path: Path) -> None:
+    """An exception in the child (here: its band file is gone) is re-raised in the parent."""
+    from astropipe.calibration.crchild import run_in_child
+
+    with pytest.raises(FileNotFoundError, match="missing.fits"):
+        run_in_child(_missing_spec(tmp_path), [(0, 8), (8, 16)], print, tasks_per_child=1)
+
+
+def test_cosmic_ray_child_that_dies_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that exits before answering (as after the OOM killer) is a CosmicsChildError."""
+    from astropipe.calibration.crchild import CosmicsChildError, run_in_child
+
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))
+    with pytest.raises(CosmicsChildError, match="missing.fits: the cosmic-ray child process died"):
+        run_in_child(_missing_spec(tmp_path), [(0, 8)], print, tasks_per_child=1)
