@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from astropipe.compute import ComputeConfig, workers
 from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, from_mapping
-from astropipe.features.batches import BatchResult, plan, process_batch, spill, spill_dir_near
+from astropipe.features.batches import (
+    Batch,
+    BatchResult,
+    plan,
+    process_batch,
+    spill,
+    spill_dir_near,
+)
 from astropipe.features.clean import CleanConfig, catalog_ephemerides
 from astropipe.features.clean.masks import STEP_BITS
 from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
@@ -168,14 +176,18 @@ def _plotted_curves(totals: _Totals, plots: FeaturesPlots) -> list[str]:
 
 
 def _lightcurve_plot(cfg: FeaturesConfig, objects: list[str]) -> pd.DataFrame:
-    """The raw-vs-clean plot table, from the rows of ``objects`` in the written clean table."""
-    if objects:
-        rows = pq.read_table(cfg.outputs.clean, filters=[("object_id", "in", objects)])
-    else:
-        rows = CLEAN_SCHEMA.empty_table()
-    pc = cfg.plots
+    """The raw-vs-clean plot table, from the rows of ``objects`` in the written clean table
+    (read one row group at a time)."""
+    wanted = pa.array(objects, pa.string())
+    pf = pq.ParquetFile(cfg.outputs.clean)
+    parts = [CLEAN_SCHEMA.empty_table()]
+    for i in range(pf.metadata.num_row_groups if objects else 0):
+        group = pf.read_row_group(i)
+        parts.append(group.filter(pc.is_in(group.column("object_id"), value_set=wanted)))
+    rows = pa.concat_tables(parts).to_pandas()
+    plots = cfg.plots
     return lightcurve_plot_table(
-        rows.to_pandas(), objects=pc.objects, max_objects=pc.max_objects, max_points=pc.max_points
+        rows, objects=plots.objects, max_objects=plots.max_objects, max_points=plots.max_points
     )
 
 
@@ -183,6 +195,41 @@ def _read_spill(path: Path) -> Iterable[pa.Table]:
     with pa.OSFile(str(path), "rb") as source:
         for rb in pa.ipc.open_stream(source):
             yield pa.Table.from_batches([rb])
+
+
+def _run_batches(
+    cfg: FeaturesConfig, params: Mapping[str, Any], batches: list[Batch], workdir: Path, *,
+    prov: Mapping[str, Any], dry_run: bool,
+) -> _Totals:  # fmt: skip
+    """Run every batch on the ``compute`` workers; write the features and their plot table as
+    the results come, the cleaned rows to ``workdir/clean.arrow``."""
+    totals = _Totals()
+    plot_columns = ["object_id", "band"]
+    plot_columns += [c for c in cfg.plots.features if c in FEATURES_SCHEMA.names]
+    with contextlib.ExitStack() as outputs:
+        if not dry_run:
+            spill_file = outputs.enter_context(pa.OSFile(str(workdir / "clean.arrow"), "wb"))
+            options = pa.ipc.IpcWriteOptions(compression="lz4")
+            clean_rows = outputs.enter_context(
+                pa.ipc.new_stream(spill_file, CLEAN_SCHEMA, options=options)
+            )
+            feature_rows = outputs.enter_context(
+                ParquetRowGroups(
+                    cfg.outputs.features,
+                    FEATURES_SCHEMA,
+                    file_metadata(prov, FEATURE_UNITS),
+                    rows=FEATURES_GROUP_ROWS,
+                )
+            )
+            plot_rows = outputs.enter_context(CsvRows(cfg.outputs.plot_features, plot_columns))
+        with workers(ComputeConfig.from_params(params)) as pool:
+            for res in pool.map(process_batch, batches, cfg=cfg):
+                totals.add(res)
+                if not dry_run:
+                    clean_rows.write_table(res.clean)
+                    feature_rows.write(res.features)
+                    plot_rows.write(res.feature_plot)
+    return totals
 
 
 def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
@@ -193,17 +240,14 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     on the ``compute`` group's workers; see the module docstring.
     """
     cfg = FeaturesConfig.from_params(params)
-    compute = ComputeConfig.from_params(params)
+    ComputeConfig.from_params(params)  # a bad compute section fails before any work
     the_plan = plan(cfg.inputs, batch_points=cfg.batch_points)
     hashes = {relpath(path): sha256_file(path) for path in cfg.inputs}
     ephemerides = _ephemerides(cfg, hashes)
     prov = provenance(
         stage="build_lightcurve_features", inputs=hashes, params=_provenance_params(params)
     )
-    pc = cfg.plots
-    plot_columns = ["object_id", "band"] + [c for c in pc.features if c in FEATURES_SCHEMA.names]
     workdir = spill_dir_near(cfg.outputs.clean)
-    totals = _Totals()
     try:
         batches = spill(cfg.inputs, the_plan, workdir, ephemerides=ephemerides)
         log.info(
@@ -213,29 +257,7 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
             len(batches),
             cfg.batch_points,
         )
-        with contextlib.ExitStack() as outputs:
-            if not dry_run:
-                clean_spill = outputs.enter_context(pa.OSFile(str(workdir / "clean.arrow"), "wb"))
-                options = pa.ipc.IpcWriteOptions(compression="lz4")
-                clean_rows = outputs.enter_context(
-                    pa.ipc.new_stream(clean_spill, CLEAN_SCHEMA, options=options)
-                )
-                feature_rows = outputs.enter_context(
-                    ParquetRowGroups(
-                        cfg.outputs.features,
-                        FEATURES_SCHEMA,
-                        file_metadata(prov, FEATURE_UNITS),
-                        rows=FEATURES_GROUP_ROWS,
-                    )
-                )
-                plot_rows = outputs.enter_context(CsvRows(cfg.outputs.plot_features, plot_columns))
-            with workers(compute) as pool:
-                for res in pool.map(process_batch, batches, cfg=cfg):
-                    totals.add(res)
-                    if not dry_run:
-                        clean_rows.write_table(res.clean)
-                        feature_rows.write(res.features)
-                        plot_rows.write(res.feature_plot)
+        totals = _run_batches(cfg, params, batches, workdir, prov=prov, dry_run=dry_run)
         clean_summary = report(totals.counts, warn_fraction=cfg.clean.warn_fraction)
         summary = _metrics(totals, clean_summary)
         if dry_run:
@@ -249,6 +271,7 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
                 out.write(table)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    write_csv(_lightcurve_plot(cfg, _plotted_curves(totals, pc)), cfg.outputs.plot_lightcurves)
+    shown = _plotted_curves(totals, cfg.plots)
+    write_csv(_lightcurve_plot(cfg, shown), cfg.outputs.plot_lightcurves)
     write_json(summary, cfg.outputs.metrics)
     return summary
