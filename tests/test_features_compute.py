@@ -162,9 +162,7 @@ def test_any_batch_size_gives_the_whole_table_bytes(
 ) -> None:
     _run(tmp_path, _params(inputs, batch_points=batch_points), monkeypatch)
     assert _digests(tmp_path) == reference
-    assert [p.name for p in (tmp_path / "out/interim").iterdir()] == [
-        "lightcurves_clean.parquet"
-    ]  # the batches' spill directory is gone
+    assert not list(tmp_path.rglob(".features-batches.*"))  # the spill directory is gone
 
 
 @pytest.mark.parametrize(("scheduler", "workers"), [("threads", 3), ("processes", 2)])
@@ -247,4 +245,13 @@ def test_a_failing_batch_writes_nothing_and_leaves_no_spill(
     with pytest.raises(stage.SurveyMixError, match="several surveys"):
         _run(tmp_path, _params([str(mixed)], "threads", batch_points=5), monkeypatch)
     assert not (tmp_path / "out/features.parquet").exists()
-    assert [p.name for p in (tmp_path / "out/interim").iterdir()] == []
+    assert not list(tmp_path.rglob(".features-batches.*"))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p != mixed]
+
+
+def test_a_dry_run_writes_nothing(inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = _run(tmp_path, _params(inputs, batch_points=500), monkeypatch)
+    monkeypatch.chdir(tmp_path / "out")
+    dry = stage.run(_params(inputs, batch_points=500), dry_run=True)
+    assert dry == {"dry_run": True, **summary}
+    assert not (tmp_path / "out/out").exists()

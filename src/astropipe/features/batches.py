@@ -331,7 +331,10 @@ def process_batch(batch: Batch, *, cfg: FeaturesConfig) -> BatchResult:
 
 
 def spill_dir_near(path: str) -> Path:
-    """An absolute, fresh temporary directory next to output ``path`` (same filesystem)."""
+    """A fresh temporary directory, by absolute path, next to output ``path`` (same
+    filesystem, which cluster workers must see), or in its nearest existing ancestor: no
+    directory is created for it (a dry run leaves nothing behind)."""
     parent = Path(path).resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
+    while not parent.is_dir():
+        parent = parent.parent
     return Path(tempfile.mkdtemp(prefix=".features-batches.", dir=parent))
