@@ -1,11 +1,11 @@
 """The pipeline's output bytes do not depend on where its work runs (``compute`` group).
 
-Each run is a whole ``dvc repro`` in a fresh copy of the repository whose
-``conf/compute/default.yaml`` names another scheduler — ``synchronous``, ``processes`` with
-three workers, and ``distributed`` on a real :class:`distributed.LocalCluster` on loopback
+A whole ``dvc repro`` in a fresh copy of the repository whose ``conf/compute/default.yaml``
+names ``distributed`` and the address of a real :class:`distributed.LocalCluster` on loopback
 (worker processes with their own working directory, so relative paths and unpicklable tasks
-fail here) — and must record the same output hashes as the reference run (``threads``, two
-workers).
+fail here) must record the same output hashes as the reference run (``threads``, two
+workers). Each stage's own tests also compare ``synchronous`` and ``processes`` runs
+(tests/test_*_compute.py, tests/test_tess_validate_calibrate_schedulers.py).
 """
 
 from __future__ import annotations
@@ -62,19 +62,6 @@ def _check(repo: Path, reference_lock: dict, what: str) -> None:
         f"{lock_differences(reference_lock, lock)}; a stage's result depends on where or in "
         "which order its tasks ran."
     )
-
-
-@pytest.mark.parametrize(
-    "compute",
-    [{"scheduler": "synchronous", "workers": 1}, {"scheduler": "processes", "workers": 3}],
-    ids=["synchronous", "processes-3"],
-)
-def test_local_schedulers_give_identical_outputs(
-    compute: dict, reference_lock: dict, tmp_path: Path
-) -> None:
-    repo = copy_repo(tmp_path / "repo")
-    _set_compute(repo, **compute)
-    _check(repo, reference_lock, f"compute={compute}")
 
 
 def test_distributed_cluster_gives_identical_outputs(

@@ -1,0 +1,110 @@
+"""Every module a stage runs is one of its DVC dependencies.
+
+DVC re-runs a stage only when a listed dependency changes; a module the stage imports but
+``dvc.yaml`` does not list would let its outputs go stale after a code change (and a teammate's
+``dvc pull`` would fetch outputs the code no longer makes). Each stage command is run for real,
+in a copy of the session's reference run, through a wrapper that records every ``astropipe``
+module loaded by the time the process exits (lazy imports included).
+
+Modules every stage loads to read its configuration (``astropipe.config``, the schema of every
+conf/ group and the packages those live in) are left out: they are loaded by all stages alike,
+and listing them would make every code change re-run the whole pipeline. What is checked is
+the code a stage loads beyond that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repo_copy import copy_run
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+_WRAPPER = """
+import atexit, json, os, runpy, sys
+script, *args = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python script` does
+real_stdout = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)  # the stage's own prints go to stderr; stdout carries only the module list
+def dump():
+    files = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+    json.dump(sorted(p for p in files if "/astropipe/" in p), real_stdout)
+    real_stdout.flush()
+atexit.register(dump)
+sys.argv = [script, *args]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+#: Modules that cannot change an output, with the reason; left out of the check.
+NO_OUTPUT_EFFECT = {
+    "src/astropipe/progress.py": "draws progress bars on stderr only, never into outputs",
+}
+
+_BASELINE = """
+import json, sys
+import astropipe.stage_main
+from astropipe.config import load_params
+load_params()  # params.yaml checked against every conf/ group's schema, as each stage does
+files = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+json.dump(sorted(p for p in files if "/astropipe/" in p), sys.stdout)
+"""
+
+
+def _loaded(repo: Path, *args: str) -> set[str]:
+    """Repository-relative files of the astropipe modules ``python *args`` prints as JSON."""
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo / "src"), "GX_ANALYTICS_ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, f"python {args[-1]}: {proc.stderr[-2000:]}"
+    return {str(Path(p).resolve().relative_to(repo)) for p in json.loads(proc.stdout)}
+
+
+def _stages(repo: Path) -> list[tuple[str, list[str], list[str]]]:
+    """``(name, command words, deps)`` for every stage, ``foreach`` expanded (dvc.yaml's own
+    interpolation is only needed for deps that name data, which are not modules)."""
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    found = []
+    for name, stage in spec["stages"].items():
+        if "foreach" in stage:
+            section, key = stage["foreach"].strip("${}").split(".")
+            for item in params[section][key]:
+                cmd = stage["do"]["cmd"].replace("${key}", str(item))
+                found.append((f"{name}@{item}", shlex.split(cmd), stage["do"]["deps"]))
+        else:
+            found.append((name, shlex.split(stage["cmd"]), stage["deps"]))
+    return found
+
+
+def test_every_imported_module_is_a_dependency(reference_run: Path, tmp_path: Path) -> None:
+    repo = copy_run(reference_run, tmp_path / "repo")
+    (tmp_path / "wrap.py").write_text(_WRAPPER)
+    baseline = _loaded(repo, "-c", _BASELINE)
+    assert "src/astropipe/config.py" in baseline
+    missing: list[str] = []
+    for name, words, deps in _stages(repo):
+        assert words[0] == "python" and words[1].startswith("stages/"), words
+        loaded = _loaded(repo, str(tmp_path / "wrap.py"), *words[1:])
+        assert baseline <= loaded, f"{name}: did not read its configuration"
+        covered = [d.rstrip("/") for d in deps if "${" not in d]
+        for module in sorted(loaded - baseline - set(NO_OUTPUT_EFFECT)):
+            if not any(module == d or module.startswith(d + "/") for d in covered):
+                missing.append(f"{name}: {module}")
+    assert not missing, (
+        "modules run by a stage but not in its dvc.yaml deps (add them, or the stage's outputs "
+        f"go stale when they change): {missing}"
+    )
