@@ -1,8 +1,9 @@
 """Light-curve cleaning: quality, outliers, gaps, baseline removal, denoising, normalisation.
 
-The stage (``astropipe.features.stage``) calls :func:`clean_lightcurves` on the light-curve
-tables and writes every point, with the ``clean_mask`` bits of :mod:`.masks` saying which step
-removed it, to ``data/interim/lightcurves_clean.parquet``; the kept points go on to the
+The stage (``astropipe.features.stage``) calls :func:`clean_table` on each batch of whole
+objects of the light-curve tables (:func:`clean_lightcurves` is the same on one table, with its
+summary) and writes every point, with the ``clean_mask`` bits of :mod:`.masks` saying which
+step removed it, to ``data/interim/lightcurves_clean.parquet``; the kept points go on to the
 features. The array verbs are usable on their own: :func:`flatten` (lightkurve's, deterministic),
 :func:`biweight_trend`, :func:`sigma_clip_mask` and friends, :func:`normalise`,
 :func:`wavelet_denoise`.
