@@ -31,6 +31,9 @@ from astropipe.provenance import provenance, relpath, sha256_file
 from astropipe.tess import TessReadConfig, read_lightcurves
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The spill directory's name (a temporary sibling of the clean output).
+SPILL = ".lightcurves_clean.parquet.*.tmp"
+
 OUTPUTS = {
     "features": "out/features.parquet",
     "metrics": "out/metrics.json",
@@ -162,7 +165,7 @@ def test_any_batch_size_gives_the_whole_table_bytes(
 ) -> None:
     _run(tmp_path, _params(inputs, batch_points=batch_points), monkeypatch)
     assert _digests(tmp_path) == reference
-    assert not list(tmp_path.rglob(".features-batches.*"))  # the spill directory is gone
+    assert not list(tmp_path.rglob(SPILL))  # the spill directory is gone
 
 
 @pytest.mark.parametrize(("scheduler", "workers"), [("threads", 3), ("processes", 2)])
@@ -245,8 +248,30 @@ def test_a_failing_batch_writes_nothing_and_leaves_no_spill(
     with pytest.raises(stage.SurveyMixError, match="several surveys"):
         _run(tmp_path, _params([str(mixed)], "threads", batch_points=5), monkeypatch)
     assert not (tmp_path / "out/features.parquet").exists()
-    assert not list(tmp_path.rglob(".features-batches.*"))
-    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p != mixed]
+    assert not list(tmp_path.rglob(SPILL))
+    lock = tmp_path / (OUTPUTS["clean"] + ".lock")  # an flock file stays, by design
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p not in (mixed, lock)]
+
+
+def test_a_killed_runs_spill_is_removed_and_a_second_run_is_refused(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from astropipe.io.lock import LockedError, OutputLock
+
+    stale = tmp_path / "out/interim/.lightcurves_clean.parquet.k3j_x9q2.tmp"
+    (stale / "batch-000").mkdir(parents=True)  # what a SIGKILLed run leaves
+    (stale / "batch-000" / "part-0.arrow").write_bytes(b"partial")
+    other = tmp_path / "out/interim/.lightcurves_clean.parquet.mine"  # not ours: kept
+    other.write_text("user data")
+    _run(tmp_path, _params(inputs, batch_points=500), monkeypatch)
+    assert not stale.exists() and other.read_text() == "user data"
+    assert not list(tmp_path.rglob(SPILL))
+    with OutputLock(tmp_path / OUTPUTS["clean"], writer="a test"):
+        with pytest.raises(
+            LockedError,
+            match="lightcurves_clean.parquet.lock: another build_lightcurve_features run",
+        ):
+            stage.run(_params(inputs, batch_points=500))
 
 
 def test_a_dry_run_writes_nothing(inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -333,8 +333,14 @@ def process_batch(batch: Batch, *, cfg: FeaturesConfig) -> BatchResult:
 def spill_dir_near(path: str) -> Path:
     """A fresh temporary directory, by absolute path, next to output ``path`` (same
     filesystem, which cluster workers must see), or in its nearest existing ancestor: no
-    directory is created for it (a dry run leaves nothing behind)."""
-    parent = Path(path).resolve().parent
+    directory is created for it (a dry run leaves nothing behind).
+
+    Next to ``path`` it is named like :mod:`astropipe.io.atomic`'s temporaries,
+    ``.<name>.XXXXXXXX.tmp``, so that a run killed outright leaves nothing the next run (holding
+    the output's lock) does not remove with :func:`~astropipe.io.atomic.remove_stale_temps`.
+    """
+    target = Path(path).resolve()
+    parent = target.parent
     while not parent.is_dir():
         parent = parent.parent
-    return Path(tempfile.mkdtemp(prefix=".features-batches.", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from astropipe.configtypes import NonEmptyList, NonNegativeInt, PositiveInt, fro
 from astropipe.features.batches import (
     Batch,
     BatchResult,
+    Plan,
     plan,
     process_batch,
     spill,
@@ -50,6 +51,8 @@ from astropipe.features.output import (
     file_metadata,
     with_survey,
 )
+from astropipe.io.atomic import remove_stale_temps
+from astropipe.io.lock import OutputLock
 from astropipe.io.tables import write_json
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, FLAG_QUALITY_MASKED
 from astropipe.provenance import provenance, relpath, sha256_file
@@ -247,6 +250,28 @@ def run(params: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
     prov = provenance(
         stage="build_lightcurve_features", inputs=hashes, params=_provenance_params(params)
     )
+    with contextlib.ExitStack() as stack:
+        if not dry_run:  # a dry run writes nothing, so it needs no lock and removes nothing
+            stack.enter_context(OutputLock(cfg.outputs.clean, writer="build_lightcurve_features"))
+            for target in _output_paths(cfg.outputs):
+                remove_stale_temps(target)  # a killed run's spill and temporaries
+        return _run_locked(cfg, params, the_plan, ephemerides, prov, dry_run=dry_run)
+
+
+def _output_paths(outputs: FeaturesOutputs) -> list[str]:
+    return [getattr(outputs, f.name) for f in fields(outputs)]
+
+
+def _run_locked(
+    cfg: FeaturesConfig,
+    params: Mapping[str, Any],
+    the_plan: Plan,
+    ephemerides: pd.DataFrame | None,
+    prov: dict[str, Any],
+    *,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Spill, run the batches and write the outputs (under the clean output's lock)."""
     workdir = spill_dir_near(cfg.outputs.clean)
     try:
         batches = spill(cfg.inputs, the_plan, workdir, ephemerides=ephemerides)
