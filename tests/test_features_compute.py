@@ -280,3 +280,19 @@ def test_a_dry_run_writes_nothing(inputs, tmp_path: Path, monkeypatch: pytest.Mo
     dry = stage.run(_params(inputs, batch_points=500), dry_run=True)
     assert dry == {"dry_run": True, **summary}
     assert not (tmp_path / "out/out").exists()
+
+
+def test_an_object_with_more_than_batch_points_is_a_batch_of_its_own(tmp_path: Path) -> None:
+    """The review's example: A×50, B×100000, C×10 at batch_points=100 put B with A."""
+    from astropipe.features.batches import plan
+
+    ids = ["A"] * 50 + ["B"] * 100_000 + ["C"] * 10
+    pq.write_table(pa.table({"object_id": ids}), tmp_path / "ids.parquet")
+    got = plan([str(tmp_path / "ids.parquet")], batch_points=100)
+    assert (got.starts, got.points) == (["A", "B", "C"], [50, 100_000, 10])
+    filled = plan([str(tmp_path / "ids.parquet")], batch_points=60)
+    assert (filled.starts, filled.points) == (["A", "B", "C"], [50, 100_000, 10])
+    small = ["A"] * 3 + ["B"] * 3 + ["C"] * 5 + ["D"] * 1
+    pq.write_table(pa.table({"object_id": small}), tmp_path / "small.parquet")
+    cut = plan([str(tmp_path / "small.parquet")], batch_points=6)
+    assert (cut.starts, cut.points) == (["A", "C"], [6, 6])

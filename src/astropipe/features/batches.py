@@ -3,7 +3,7 @@
 Cleaning works per light curve ``(object_id, band, source)`` and the features per
 ``(object_id, band)``, so any split into whole objects gives, batch by batch, the rows of the
 whole table. The split is deterministic: the distinct ``object_id`` values of every input,
-sorted, cut into consecutive runs of at least ``features.batch_points`` input points (an
+sorted, cut into consecutive runs of at most ``features.batch_points`` input points (an
 object with more points is a batch of its own). Batches in that order are the outputs' order.
 
 Two passes over the inputs, each reading one Parquet record batch at a time:
@@ -168,7 +168,8 @@ def _object_ids(path: str, column: pa.ChunkedArray | pa.Array) -> pa.DictionaryA
 def plan(inputs: Sequence[str], *, batch_points: int) -> Plan:
     """Count each object's points in ``inputs`` and cut the sorted ids into batches.
 
-    A batch gathers consecutive objects until it holds at least ``batch_points`` points.
+    A batch gathers consecutive objects while it holds at most ``batch_points`` points; an
+    object with more points than that is a batch of its own.
     """
     counts: dict[str, int] = {}
     for path in inputs:
@@ -180,7 +181,9 @@ def plan(inputs: Sequence[str], *, batch_points: int) -> Plan:
     starts: list[str] = []
     points: list[int] = []
     for oid in sorted(counts):
-        if not points or points[-1] >= batch_points:
+        # a new batch when this object would overflow a non-empty one: an object with more
+        # than batch_points points never joins the objects before or after it
+        if not points or (points[-1] and points[-1] + counts[oid] > batch_points):
             starts.append(oid)
             points.append(0)
         points[-1] += counts[oid]

@@ -49,7 +49,6 @@ from astropipe.features.output import (
     ParquetRowGroups,
     SurveyMixError,
     file_metadata,
-    with_survey,
 )
 from astropipe.io.atomic import remove_stale_temps
 from astropipe.io.lock import OutputLock
@@ -60,9 +59,6 @@ from astropipe.provenance import provenance, relpath, sha256_file
 __all__ = ["FeaturesConfig", "SurveyMixError", "run", "FEATURES_SCHEMA", "FEATURE_UNITS"]
 
 log = logging.getLogger(__name__)
-
-#: The old private name of :func:`astropipe.features.output.with_survey`.
-_with_survey = with_survey
 
 
 @dataclass(frozen=True)
@@ -99,8 +95,8 @@ class FeaturesConfig:
     min_points: PositiveInt = 3
     # ZTF negative-difference alerts and TESS/Kepler cadences masked by ingest_tess's preset
     exclude_flags: NonNegativeInt = FLAG_NEGATIVE_DIFF | FLAG_QUALITY_MASKED
-    # input points per task: whole objects are gathered until a batch holds this many (an
-    # object with more is a batch of its own); speed and memory only, never the outputs
+    # input points per task: whole objects are gathered while a batch holds at most this many
+    # (an object with more is a batch of its own); speed and memory only, never the outputs
     batch_points: PositiveInt = 1 << 15
     clean: CleanConfig = field(default_factory=CleanConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
