@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # a Great Expectations context takes ~30 s to bui
 def test_features_contract_passes_flux_and_magnitude_rows(gx_context: object) -> None:
     import pyarrow as pa
 
-    from astropipe.features.stage import FEATURES_SCHEMA, _with_survey
+    from astropipe.features.output import FEATURES_SCHEMA, with_survey
     from astropipe.validation.config import RangesConfig, TableConfig
     from astropipe.validation.runner import validate_frame
     from astropipe.validation.suites import features_contract
@@ -25,7 +25,7 @@ def test_features_contract_passes_flux_and_magnitude_rows(gx_context: object) ->
     pts = _curves(3, n_curves=6)
     pts["band"] = "zg"
     pts["survey"] = "ZTF"  # MJD 58000-58500 is ZTF's era (not TESS's: from 58300)
-    feats = _with_survey(compute_features(pts), pts)
+    feats = with_survey(compute_features(pts), pts)
     df = pa.Table.from_pandas(feats, schema=FEATURES_SCHEMA, preserve_index=False).to_pandas()
     contract = features_contract(
         TableConfig(path="f.parquet", build="make f", completeness={"object_id": 1.0}),

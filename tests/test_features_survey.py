@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from astropipe.features import compute_features
-from astropipe.features.stage import FEATURES_SCHEMA, SurveyMixError, _with_survey
+from astropipe.features.output import FEATURES_SCHEMA, SurveyMixError, with_survey
 
 
 def _points(object_ids: list[str], surveys: list[str], bands: list[str]) -> pd.DataFrame:
@@ -33,7 +33,7 @@ def _points(object_ids: list[str], surveys: list[str], bands: list[str]) -> pd.D
 
 def test_each_row_gets_its_groups_survey_after_band() -> None:
     pts = _points(["KIC 1", "EPIC 2", "TIC 3"], ["Kepler", "K2", "TESS"], ["Kepler"] * 2 + ["TESS"])
-    feats = _with_survey(compute_features(pts), pts)
+    feats = with_survey(compute_features(pts), pts)
     assert list(feats.columns[:4]) == ["object_id", "band", "survey", "n_obs"]
     assert feats[["object_id", "survey"]].values.tolist() == [
         ["EPIC 2", "K2"],
@@ -47,7 +47,7 @@ def test_each_row_gets_its_groups_survey_after_band() -> None:
 def test_a_group_of_two_surveys_is_refused_in_one_line() -> None:
     pts = _points(["X 1", "X 1"], ["Kepler", "K2"], ["Kepler", "Kepler"])
     with pytest.raises(SurveyMixError) as info:
-        _with_survey(compute_features(pts), pts)
+        with_survey(compute_features(pts), pts)
     msg = str(info.value)
     assert "\n" not in msg
     assert msg == (

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from astropipe.provenance import relpath, sha256_file
 from astropipe.zarrcube.discover import StepSpec
 from astropipe.zarrcube.grid import Grid
 
@@ -26,7 +25,6 @@ __all__ = [
     "VarSpec",
     "Layout",
     "names",
-    "checksums",
     "layout_for",
 ]
 
@@ -169,11 +167,6 @@ def names(paths: tuple[Path, ...]) -> tuple[dict[str, str | None], int]:
     """
     files = {Path(p).as_posix(): None for p in paths}
     return dict(sorted(files.items())), sum(os.path.getsize(p) for p in paths)
-
-
-def checksums(paths: tuple[Path, ...]) -> dict[str, str]:
-    """SHA-256 of each file, by relative path (sorted)."""
-    return dict(sorted((relpath(p), sha256_file(p)) for p in paths))
 
 
 def layout_for(kind: str, *, read_workers: int = 2) -> Layout:
