@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,30 @@ def reference_lock(reference_run: Path) -> dict:
     import yaml
 
     return yaml.safe_load((reference_run / "dvc.lock").read_text())
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The scheduler address of one ``distributed.LocalCluster`` for the session: two worker
+    processes of one thread each on 127.0.0.1, started from a temporary directory so that a
+    task naming a file by a relative path fails as it would on a real cluster."""
+    from distributed import LocalCluster
+
+    where = tmp_path_factory.mktemp("dask-cluster")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(where)
+        local = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            local_directory=str(where),
+        )
+    try:
+        yield local.scheduler_address
+    finally:
+        local.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,20 +21,19 @@ def _slow_square(x: int) -> tuple[int, int]:
     return x * x, os.getpid()
 
 
+def _write_late(x: int, where: str) -> int:
+    """Task 0 fails at once; the others write a file after a while (as a stage's tasks do)."""
+    if x == 0:
+        raise ValueError("task 0 failed")
+    time.sleep(0.5)
+    Path(where, f"{x}.out").write_text(str(x))
+    return x
+
+
 def _fail_on(x: int, bad: int) -> int:
     if x == bad:
         raise ValueError(f"item {x} is bad")
     return x
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
-    ) as local:
-        yield local.scheduler_address
 
 
 CONFIGS = [
@@ -55,8 +55,8 @@ def test_map_keeps_input_order(cfg: ComputeConfig) -> None:
         assert pids == {os.getpid()}
 
 
-def test_map_on_a_cluster_keeps_order_and_runs_elsewhere(cluster: str) -> None:
-    cfg = ComputeConfig(scheduler="distributed", address=cluster)
+def test_map_on_a_cluster_keeps_order_and_runs_elsewhere(dask_cluster: str) -> None:
+    cfg = ComputeConfig(scheduler="distributed", address=dask_cluster)
     with workers(cfg) as pool:
         assert pool.slots == 2
         results = list(pool.map(_slow_square, range(10)))
@@ -64,13 +64,13 @@ def test_map_on_a_cluster_keeps_order_and_runs_elsewhere(cluster: str) -> None:
     assert os.getpid() not in {pid for _, pid in results}
 
 
-def test_scheduler_context_sends_dask_graphs_to_the_cluster(cluster: str) -> None:
+def test_scheduler_context_sends_dask_graphs_to_the_cluster(dask_cluster: str) -> None:
     import dask
     import dask.array as da
 
-    with compute.scheduler(ComputeConfig(scheduler="distributed", address=cluster)):
+    with compute.scheduler(ComputeConfig(scheduler="distributed", address=dask_cluster)):
         client = dask.config.get("scheduler")
-        assert client.scheduler.address == cluster
+        assert client.scheduler.address == dask_cluster
         assert int(da.arange(100, chunks=10).sum().compute()) == 4950
     assert dask.config.get("scheduler", None) != client
 
@@ -96,7 +96,7 @@ def test_map_consumes_items_lazily_within_the_window() -> None:
         assert list(stream) == list(range(1, 100))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[:2], ids=[c.scheduler for c in CONFIGS[:2]])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.scheduler for c in CONFIGS])
 def test_first_failure_is_raised_in_its_turn(cfg: ComputeConfig) -> None:
     seen: list[int] = []
     with workers(cfg) as pool, pytest.raises(ValueError, match="^item 3 is bad$"):
@@ -116,3 +116,37 @@ def test_no_scheduler_at_the_address_is_one_clear_error(monkeypatch: pytest.Monk
 def test_distributed_needs_an_address() -> None:
     with pytest.raises(ConfigError, match="^compute.address: required"):
         ComputeConfig.from_params({"compute": {"scheduler": "distributed"}})
+
+
+def _config(kind: str, address: str) -> ComputeConfig:
+    return ComputeConfig(
+        scheduler=kind, workers=2, address=address if kind == "distributed" else None
+    )
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes", "distributed"])
+def test_a_failed_map_returns_only_after_its_running_tasks(
+    kind: str, dask_cluster: str, tmp_path: Path
+) -> None:
+    """Nothing is written after the failure reaches the stage (which then cleans up)."""
+    cfg = _config(kind, dask_cluster)
+    with workers(cfg) as pool, pytest.raises(ValueError, match="^task 0 failed$"):
+        list(pool.map(_write_late, range(6), where=str(tmp_path)))
+    after_failure = sorted(p.name for p in tmp_path.iterdir())
+    time.sleep(1.5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == after_failure
+    assert len(after_failure) < 5  # tasks not yet started were cancelled
+
+
+@pytest.mark.parametrize("kind", ["synchronous", "threads", "processes", "distributed"])
+def test_dask_graphs_run_on_the_pool(kind: str, dask_cluster: str) -> None:
+    import dask
+    import dask.array as da
+
+    cfg = _config(kind, dask_cluster)
+    with workers(cfg) as pool, pool.dask():
+        assert int(da.arange(1000, chunks=100).sum().compute()) == 499500
+        if kind in ("threads", "processes"):
+            assert dask.config.get("pool") is pool.executor
+        if kind == "distributed":
+            assert dask.config.get("scheduler") is pool.client

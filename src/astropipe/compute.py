@@ -32,7 +32,7 @@ import contextlib
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args
 
@@ -144,11 +144,32 @@ class Workers:
         How many tasks run at once (threads or processes here, worker threads of a cluster).
     kind
         The ``compute.scheduler`` it was made for.
+    client
+        The :class:`distributed.Client` when ``kind`` is ``distributed``, else None.
     """
 
     executor: Executor
     slots: int
     kind: str
+    client: Any = None
+
+    @contextlib.contextmanager
+    def dask(self) -> Iterator[None]:
+        """Run dask graphs computed in the ``with`` block on this pool's workers.
+
+        Under ``processes`` dask would otherwise start (and import into) a new process pool for
+        every ``compute`` call; under ``distributed`` this reuses the pool's connection.
+        """
+        import dask
+
+        if self.kind == "distributed":
+            settings: dict[str, Any] = {"scheduler": self.client}
+        elif self.kind == "synchronous":
+            settings = {"scheduler": "synchronous"}
+        else:
+            settings = {"scheduler": self.kind, "pool": self.executor}
+        with dask.config.set(**settings):
+            yield
 
     def map(
         self,
@@ -162,8 +183,10 @@ class Workers:
 
         At most ``window`` tasks (default ``2 × slots``) are submitted and not yet yielded,
         which bounds memory however long ``items`` is (it is consumed lazily). The first
-        failing task's exception is raised when its turn comes; tasks not yet started are
-        then cancelled.
+        failing task's exception is raised when its turn comes; the call returns only once every
+        submitted task has ended (local pools cancel those not yet started; a cluster's are
+        waited for, since cancelling one there does not stop it), so no task writes anything
+        after a failed stage has cleaned up.
         """
         window = max(1, window if window is not None else 2 * self.slots)
         pending: deque[Future[R]] = deque()
@@ -175,8 +198,10 @@ class Workers:
             while pending:
                 yield pending.popleft().result()
         finally:
-            for future in pending:
-                future.cancel()
+            if self.kind != "distributed":  # a cluster forgets a cancelled task, running or not
+                for future in pending:
+                    future.cancel()
+            wait(pending)  # at most ``window`` tasks: none writes after the stage cleaned up
 
 
 def _connect(address: str | None) -> Any:
@@ -223,7 +248,8 @@ def workers(cfg: ComputeConfig) -> Iterator[Workers]:
     client = _connect(cfg.address)
     try:
         slots = max(1, sum(client.nthreads().values()))
-        yield Workers(client.get_executor(pure=False), slots, cfg.scheduler)
+        with client.get_executor(pure=False) as executor:  # exit waits for its tasks
+            yield Workers(executor, slots, cfg.scheduler, client)
     finally:
         client.close()
 
