@@ -299,3 +299,60 @@ def test_config_errors() -> None:
             {"layouts": {"x": {"quality_family": "tess", "fluxes": {"pdcsap": "F"},
                                "target_keys": ["TICID"], "time_scale": "UTC"}}}
         )  # fmt: skip
+
+
+def test_threaded_reads_do_not_capture_each_others_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 1.3: ``warnings.catch_warnings(record=True)`` inside each read is process-global.
+
+    Two files read at once on two threads: B's capture recorded A's warning and B's quarantine
+    reason then named A's problem (or A's capture kept both and B's reason lost its own); the
+    captures were also left installed, so later warnings went nowhere. The reader takes what it
+    says about a file from the scan, never from a warning capture; astropy's warnings go where
+    the caller's go.
+    """
+    import threading
+    import warnings
+
+    from astropipe.compute import ComputeConfig, workers
+    from astropipe.tess import reader
+
+    real_scan = reader.scan_hdus
+    both_in = threading.Barrier(2, timeout=10)
+    a_warned = threading.Event()
+    both_warned = threading.Barrier(2, timeout=10)
+
+    def scan(raw: bytes, where: str) -> reader.Scan:
+        me = "A" if where.endswith("a.fits") else "B"
+        both_in.wait()  # both reads are inside read_lightcurve_fits now
+        if me == "B":
+            assert a_warned.wait(10)
+        warnings.warn(
+            f"{me}.fits: file truncated at byte {1000 if me == 'A' else 2000}", stacklevel=1
+        )
+        if me == "A":
+            a_warned.set()
+        both_warned.wait()
+        real_scan(raw, where)
+        raise ValueError(f"{me} is damaged")  # → quarantined, as a damaged file is
+
+    monkeypatch.setattr(reader, "scan_hdus", scan)
+    a, b = tmp_path / "a.fits", tmp_path / "b.fits"
+    for p in (a, b):
+        p.write_bytes(PIMEN.read_bytes())
+    before = warnings.showwarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with workers(ComputeConfig(scheduler="threads", workers=2)) as pool:
+            res = read_lightcurves([a, b], pool=pool)
+        warnings.warn("after the reads", stacklevel=1)
+    reasons = {Path(q["file"]).name: q["reason"] for q in res.quarantined}
+    assert set(reasons) == {"a.fits", "b.fits"}
+    assert "byte 2000" not in reasons["a.fits"] and "byte 1000" not in reasons["b.fits"]
+    assert sorted(str(w.message) for w in caught) == [
+        "A.fits: file truncated at byte 1000",
+        "B.fits: file truncated at byte 2000",
+        "after the reads",
+    ]
+    assert warnings.showwarning is before

@@ -20,8 +20,7 @@ import json
 import logging
 import os
 import re
-import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,21 +76,6 @@ _READ_ERRORS = (
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
-def _warning_hint(caught: list[warnings.WarningMessage]) -> str:
-    """What astropy noticed about the file's structure, as a short clause for messages."""
-    for w in caught:
-        text = " ".join(str(w.message).split())
-        cut = re.search(r"HDU #(\d+).*?not multiple of 2880: (\d+)", text)
-        if cut:
-            return (
-                f"; the header of HDU {cut[1]} is {cut[2]} bytes, not whole 2880-byte blocks "
-                "(cut short?)"
-            )
-        if "truncated" in text:
-            return f"; astropy: {text[:120]}"
-    return ""
 
 
 def _describe(exc: BaseException) -> str:
@@ -244,11 +228,11 @@ def _constant(value: Any, n: int, type_: pa.DataType) -> pa.Array:
     return pa.repeat(pa.scalar(value, type=type_), n)
 
 
-def _read(path: Path, raw: bytes, cfg: TessReadConfig, caught: list[Any]) -> pa.Table:
+def _read(path: Path, raw: bytes, cfg: TessReadConfig) -> pa.Table:
     where = str(path)
     scan = scan_hdus(raw, where)
     hdus = scan.hdus
-    hint = f"; {scan.problem}" if scan.problem else _warning_hint(caught)
+    hint = f"; {scan.problem}" if scan.problem else ""
     if len(hdus) < 2 and scan.problem:
         raise InputFileError(f"{where}: {scan.problem}; re-download it.")
     if len(hdus) < 2:
@@ -418,17 +402,17 @@ def read_lightcurve_fits(
         raise MissingInputError(f"{p}: file not found; check tess.inputs.") from None
     except OSError as exc:
         raise InputFileError(f"{p}: cannot be read ({_first_line(exc)}).") from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            table = _read(p, raw, cfg, caught)
-        except AstropipeError:
-            raise
-        except _READ_ERRORS as exc:
-            raise InputFileError(
-                f"{p}: not a readable light-curve FITS file ({_describe(exc)})"
-                f"{_warning_hint(caught)}; re-download it."
-            ) from None
+    # No warnings.catch_warnings here: it swaps process-global state, so reads on several
+    # threads would record each other's warnings (and leave the capture installed). What a
+    # message says about a file's structure comes from the scan (Scan.problem), as data.
+    try:
+        table = _read(p, raw, cfg)
+    except AstropipeError:
+        raise
+    except _READ_ERRORS as exc:
+        raise InputFileError(
+            f"{p}: not a readable light-curve FITS file ({_describe(exc)}); re-download it."
+        ) from None
     info = json.loads(table.schema.metadata[META_KEY])
     info["sha256"] = sha256_bytes(raw)
     return table.replace_schema_metadata({META_KEY: json.dumps(info, sort_keys=True).encode()})
@@ -519,8 +503,14 @@ def read_lightcurves(
     *,
     fail: bool = False,
     pool: Workers | None = None,
+    progress: bool = False,
 ) -> ReadResult:
     """Read many light-curve files; a file that cannot be read is quarantined, not fatal.
+
+    The one read path of ``ingest_tess``: each file is one :func:`read_file_task`, read at its
+    absolute path (a cluster worker runs in another working directory) and reported under the
+    path as given; the outcomes are merged by :func:`gather_reads` in input order, so the
+    result does not depend on the pool.
 
     Parameters
     ----------
@@ -533,6 +523,8 @@ def read_lightcurves(
     pool
         Read the files as tasks on this pool (:func:`astropipe.compute.workers`), one file a
         task; in this thread if None. The result is the same either way.
+    progress
+        Show a progress bar (tqdm) as files come back.
 
     Returns
     -------
@@ -541,7 +533,15 @@ def read_lightcurves(
         one record per file read, and ``{"file", "reason"}`` per quarantined file.
     """
     cfg = cfg or TessReadConfig()
+    total = len(paths) if isinstance(paths, Sized) else None
     items = ((os.path.abspath(p), Path(p).as_posix()) for p in paths)
+    reads: Iterable[FileRead]
     if pool is None:
-        return gather_reads(read_file_task(item, cfg, fail=fail) for item in items)
-    return gather_reads(pool.map(read_file_task, items, cfg=cfg, fail=fail))
+        reads = (read_file_task(item, cfg, fail=fail) for item in items)
+    else:
+        reads = pool.map(read_file_task, items, cfg=cfg, fail=fail)
+    if progress:
+        from tqdm import tqdm
+
+        reads = tqdm(reads, total=total, desc="light curves", unit="file")
+    return gather_reads(reads)

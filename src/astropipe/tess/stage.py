@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from astropipe.tess.columns import (
     read_known_quality_bits,
 )
 from astropipe.tess.config import TessConfig
-from astropipe.tess.reader import FileRead, ReadResult, gather_reads, read_file_task
+from astropipe.tess.reader import ReadResult, read_lightcurves
 
 __all__ = [
     "SEGMENT",
@@ -184,19 +184,14 @@ def _read(
     files: list[InputFile], cfg: TessConfig, compute: ComputeConfig, progress: bool
 ) -> ReadResult:
     """Read every file as a task on the ``compute`` workers, merged in input order."""
-    reader = cfg.read.reader()
-    # absolute paths to read (a cluster worker has another working directory), the stage's
-    # own relative names in every record and message
-    items = [(str(f.path.resolve()), f.path.as_posix()) for f in files]
     with workers(compute) as pool:
-        reads: Iterable[FileRead] = pool.map(
-            read_file_task, items, cfg=reader, fail=cfg.on_error == "fail"
+        result = read_lightcurves(
+            [f.path for f in files],
+            cfg.read.reader(),
+            fail=cfg.on_error == "fail",
+            pool=pool,
+            progress=progress,
         )
-        if progress:
-            from tqdm import tqdm
-
-            reads = tqdm(reads, total=len(items), desc="light curves", unit="file")
-        result = gather_reads(reads)
     if cfg.source == "live" and cfg.live.max_points is not None:
         from astropipe.tess.live import downsample
 
