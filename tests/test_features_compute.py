@@ -296,3 +296,29 @@ def test_an_object_with_more_than_batch_points_is_a_batch_of_its_own(tmp_path: P
     pq.write_table(pa.table({"object_id": small}), tmp_path / "small.parquet")
     cut = plan([str(tmp_path / "small.parquet")], batch_points=6)
     assert (cut.starts, cut.points) == (["A", "C"], [6, 6])
+
+
+def _fail_in_spill_copy(path: Path) -> Iterator[pa.Table]:
+    raise OSError("disk full (injected while copying the clean table)")
+    yield  # a generator, as stage._read_spill
+
+
+def _fail_in_plot(*args: object) -> pd.DataFrame:
+    raise OSError("disk full (injected while building the light-curve plot)")
+
+
+@pytest.mark.parametrize("where", ["_read_spill", "_lightcurve_plot"])
+def test_a_failure_after_the_features_are_written_leaves_every_output_unchanged(
+    inputs, where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 2.3: features.parquet was renamed into place before the clean table was written."""
+    _run(tmp_path, _params(inputs, batch_points=500), monkeypatch)
+    before = _digests(tmp_path)
+    listing = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    fail = _fail_in_spill_copy if where == "_read_spill" else _fail_in_plot
+    monkeypatch.setattr(stage, where, fail)
+    with pytest.raises(OSError, match="injected"):
+        # other features (min_points) and a subset of the points: every output would change
+        stage.run(_params(inputs[:1], batch_points=500, min_points=10))
+    assert _digests(tmp_path) == before
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == listing  # no temporaries

@@ -121,17 +121,20 @@ class ParquetRowGroups:
     one shorter), through a temporary sibling renamed by :meth:`close`.
 
     Use as a context manager: the file is moved into place when the block ends without an
-    error, and its temporary file removed otherwise.
+    error, and its temporary file removed otherwise. :meth:`finish` completes the file under
+    its temporary name (:attr:`path`), so that several outputs written in one
+    :class:`contextlib.ExitStack` move into place together, only once all are written.
     """
 
     def __init__(
         self, path: str | Path, schema: pa.Schema, meta: Mapping[bytes, bytes], *, rows: int
     ) -> None:
         self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(path))
+        #: the temporary file being written, renamed onto the output by :meth:`close`
+        self.path: Path = self._stack.enter_context(atomic_path(path))
         self.schema = schema.with_metadata(dict(meta))
         self._writer = pq.ParquetWriter(
-            tmp,
+            self.path,
             self.schema,
             compression="zstd",
             compression_level=3,
@@ -142,6 +145,7 @@ class ParquetRowGroups:
         self._pending: list[pa.Table] = []
         self._n = 0
         self.num_rows = 0
+        self._finished = False
 
     def write(self, table: pa.Table) -> None:
         """Queue ``table`` (in the file's schema, any metadata); write every full row group."""
@@ -171,25 +175,34 @@ class ParquetRowGroups:
             self._writer.close()
             self._stack.__exit__(exc_type, exc, tb)
 
+    def finish(self) -> Path:
+        """Write the last row group and close the file, still under its temporary name."""
+        if not self._finished:
+            if self._n:
+                self._flush(self._n)
+            elif self.num_rows == 0:  # an empty table, as write_table writes it
+                self._writer.write_table(self.schema.empty_table())
+            self._writer.close()
+            self._finished = True
+        return self.path
+
     def close(self) -> None:
-        """Write the last row group and move the file into place."""
-        if self._n:
-            self._flush(self._n)
-        elif self.num_rows == 0:  # an empty table, as write_table writes it
-            self._writer.write_table(self.schema.empty_table())
-        self._writer.close()
+        """:meth:`finish` and move the file into place."""
+        self.finish()
         self._stack.close()
 
 
 class CsvRows:
     """Append frames to a CSV file (header once, no index, full float precision), written
-    through a temporary sibling; a context manager like :class:`ParquetRowGroups`."""
+    through a temporary sibling; a context manager like :class:`ParquetRowGroups`, with the
+    same :meth:`finish`."""
 
     def __init__(self, path: str | Path, columns: list[str]) -> None:
         self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(path))
+        #: the temporary file being written, renamed onto the output by :meth:`close`
+        self.path: Path = self._stack.enter_context(atomic_path(path))
         self._file: IO[str] = self._stack.enter_context(
-            open(tmp, "w", encoding="utf-8", newline="")
+            open(self.path, "w", encoding="utf-8", newline="")
         )
         self.columns = columns
         self._header = True
@@ -213,8 +226,16 @@ class CsvRows:
         else:
             self._stack.__exit__(exc_type, exc, tb)
 
+    def finish(self) -> Path:
+        """Write the header if no row came and close the file, still under its temporary
+        name."""
+        if not self._file.closed:
+            if self._header:
+                self.write(pd.DataFrame(columns=self.columns))
+            self._file.close()
+        return self.path
+
     def close(self) -> None:
-        """Write the header if no row came, and move the file into place."""
-        if self._header:
-            self.write(pd.DataFrame(columns=self.columns))
+        """:meth:`finish` and move the file into place."""
+        self.finish()
         self._stack.close()

@@ -37,7 +37,7 @@ from astropipe.features.batches import (
 from astropipe.features.clean import CleanConfig, catalog_ephemerides
 from astropipe.features.clean.masks import STEP_BITS
 from astropipe.features.clean.pipeline import CLEAN_SCHEMA, CLEAN_UNITS
-from astropipe.features.clean.report import lightcurve_plot_table, write_csv
+from astropipe.features.clean.report import lightcurve_plot_table
 from astropipe.features.clean.summary import StepCounts, report
 from astropipe.features.extract import ExtractConfig
 from astropipe.features.output import (
@@ -50,9 +50,9 @@ from astropipe.features.output import (
     SurveyMixError,
     file_metadata,
 )
-from astropipe.io.atomic import remove_stale_temps
+from astropipe.io.atomic import atomic_path, remove_stale_temps
 from astropipe.io.lock import OutputLock
-from astropipe.io.tables import write_json
+from astropipe.io.tables import dumps_json
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, FLAG_QUALITY_MASKED
 from astropipe.provenance import provenance, relpath, sha256_file
 
@@ -174,11 +174,11 @@ def _plotted_curves(totals: _Totals, plots: FeaturesPlots) -> list[str]:
     return sorted({key[0] for key, _ in items[: plots.max_objects]})
 
 
-def _lightcurve_plot(cfg: FeaturesConfig, objects: list[str]) -> pd.DataFrame:
+def _lightcurve_plot(cfg: FeaturesConfig, clean: Path, objects: list[str]) -> pd.DataFrame:
     """The raw-vs-clean plot table, from the rows of ``objects`` in the written clean table
-    (read one row group at a time)."""
+    ``clean`` (read one row group at a time)."""
     wanted = pa.array(objects, pa.string())
-    pf = pq.ParquetFile(cfg.outputs.clean)
+    pf = pq.ParquetFile(clean)
     parts = [CLEAN_SCHEMA.empty_table()]
     for i in range(pf.metadata.num_row_groups if objects else 0):
         group = pf.read_row_group(i)
@@ -197,19 +197,20 @@ def _read_spill(path: Path) -> Iterable[pa.Table]:
 
 
 def _run_batches(
-    cfg: FeaturesConfig, params: Mapping[str, Any], batches: list[Batch], workdir: Path, *,
-    prov: Mapping[str, Any], dry_run: bool,
+    cfg: FeaturesConfig, params: Mapping[str, Any], batches: list[Batch], workdir: Path,
+    outputs: contextlib.ExitStack, *, prov: Mapping[str, Any], dry_run: bool,
 ) -> _Totals:  # fmt: skip
     """Run every batch on the ``compute`` workers; write the features and their plot table as
-    the results come, the cleaned rows to ``workdir/clean.arrow``."""
+    the results come (their writers entered into ``outputs``, finished but not yet moved into
+    place), the cleaned rows to ``workdir/clean.arrow``."""
     totals = _Totals()
     plot_columns = ["object_id", "band"]
     plot_columns += [c for c in cfg.plots.features if c in FEATURES_SCHEMA.names]
-    with contextlib.ExitStack() as outputs:
+    with contextlib.ExitStack() as spilled:
         if not dry_run:
-            spill_file = outputs.enter_context(pa.OSFile(str(workdir / "clean.arrow"), "wb"))
+            spill_file = spilled.enter_context(pa.OSFile(str(workdir / "clean.arrow"), "wb"))
             options = pa.ipc.IpcWriteOptions(compression="lz4")
-            clean_rows = outputs.enter_context(
+            clean_rows = spilled.enter_context(
                 pa.ipc.new_stream(spill_file, CLEAN_SCHEMA, options=options)
             )
             feature_rows = outputs.enter_context(
@@ -228,6 +229,9 @@ def _run_batches(
                     clean_rows.write_table(res.clean)
                     feature_rows.write(res.features)
                     plot_rows.write(res.feature_plot)
+        if not dry_run:
+            feature_rows.finish()
+            plot_rows.finish()
     return totals
 
 
@@ -267,7 +271,12 @@ def _run_locked(
     *,
     dry_run: bool,
 ) -> dict[str, Any]:
-    """Spill, run the batches and write the outputs (under the clean output's lock)."""
+    """Spill, run the batches and write the outputs (under the clean output's lock).
+
+    Every output is written under a temporary name, and all are moved into place only once
+    the last one is written: a failure leaves the previous run's outputs as they were, never
+    new features next to an old cleaned table.
+    """
     workdir = spill_dir_near(cfg.outputs.clean)
     try:
         batches = spill(cfg.inputs, the_plan, workdir, ephemerides=ephemerides)
@@ -278,21 +287,29 @@ def _run_locked(
             len(batches),
             cfg.batch_points,
         )
-        totals = _run_batches(cfg, params, batches, workdir, prov=prov, dry_run=dry_run)
-        clean_summary = report(totals.counts, warn_fraction=cfg.clean.warn_fraction)
-        summary = _metrics(totals, clean_summary)
-        if dry_run:
-            return {"dry_run": True, **summary}
-        meta = file_metadata(
-            {**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": clean_summary},
-            CLEAN_UNITS,
-        )
-        with ParquetRowGroups(cfg.outputs.clean, CLEAN_SCHEMA, meta, rows=CLEAN_GROUP_ROWS) as out:
+        with contextlib.ExitStack() as outputs:  # each output's rename, when the block ends
+            totals = _run_batches(
+                cfg, params, batches, workdir, outputs, prov=prov, dry_run=dry_run
+            )
+            clean_summary = report(totals.counts, warn_fraction=cfg.clean.warn_fraction)
+            summary = _metrics(totals, clean_summary)
+            if dry_run:
+                return {"dry_run": True, **summary}
+            meta = file_metadata(
+                {**prov, "clean_mask_bits": dict(STEP_BITS), "clean_summary": clean_summary},
+                CLEAN_UNITS,
+            )
+            clean = outputs.enter_context(
+                ParquetRowGroups(cfg.outputs.clean, CLEAN_SCHEMA, meta, rows=CLEAN_GROUP_ROWS)
+            )
             for table in _read_spill(workdir / "clean.arrow"):
-                out.write(table)
+                clean.write(table)
+            shown = _plotted_curves(totals, cfg.plots)
+            plot = _lightcurve_plot(cfg, clean.finish(), shown)
+            plot_file = CsvRows(cfg.outputs.plot_lightcurves, list(plot.columns))
+            outputs.enter_context(plot_file).write(plot)
+            metrics = outputs.enter_context(atomic_path(cfg.outputs.metrics))
+            metrics.write_text(dumps_json(summary), encoding="utf-8")  # as write_json writes
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    shown = _plotted_curves(totals, cfg.plots)
-    write_csv(_lightcurve_plot(cfg, shown), cfg.outputs.plot_lightcurves)
-    write_json(summary, cfg.outputs.metrics)
     return summary
