@@ -29,6 +29,15 @@ def repo(reference_run: Path, tmp_path: Path) -> Path:
     return copy_run(reference_run, tmp_path / "repo")
 
 
+@pytest.fixture(scope="module")
+def experimented(reference_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference run after `dvc exp run -S features.min_points=5 -n minpts5` (run once;
+    each test works in its own copy)."""
+    repo = copy_run(reference_run, tmp_path_factory.mktemp("experimented") / "repo")
+    run_dvc(repo, "exp", "run", "-S", "features.min_points=5", "-n", "minpts5")
+    return repo
+
+
 def _bytes(repo: Path) -> dict[str, bytes]:
     return {rel: (repo / rel).read_bytes() for rel in FEATURES}
 
@@ -74,13 +83,14 @@ def test_failed_stage_outputs_come_back_with_dvc_checkout(repo: Path) -> None:
     assert UP_TO_DATE in run_dvc(repo, "status").stdout
 
 
-def test_keep_an_experiment_into_conf(repo: Path) -> None:
+def test_keep_an_experiment_into_conf(
+    reference_run: Path, experimented: Path, tmp_path: Path
+) -> None:
     """docs/experiments.md "Keep it": the value into conf/, `make params`, `make repro` has
     nothing to do, because the outputs are the experiment's."""
-    before = _bytes(repo)
-    run_dvc(repo, "exp", "run", "-S", "features.min_points=5", "-n", "minpts5")
+    repo = copy_run(experimented, tmp_path / "repo")
     after = _bytes(repo)
-    assert after["data/processed/features.parquet"] != before["data/processed/features.parquet"]
+    assert after[FEATURES[0]] != _bytes(reference_run)[FEATURES[0]]
 
     _set_min_points(repo / "conf" / "features" / "default.yaml", 5)
     _make(repo, "params")
@@ -93,10 +103,12 @@ def test_keep_an_experiment_into_conf(repo: Path) -> None:
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
-def test_discard_then_apply_an_experiment(repo: Path) -> None:
+def test_discard_then_apply_an_experiment(
+    reference_run: Path, experimented: Path, tmp_path: Path
+) -> None:
     """docs/experiments.md "Discard it", then `dvc exp apply` brings the experiment back."""
-    before = _bytes(repo)
-    run_dvc(repo, "exp", "run", "-S", "features.min_points=5", "-n", "minpts5")
+    before = _bytes(reference_run)
+    repo = copy_run(experimented, tmp_path / "repo")
     experiment = _bytes(repo)
 
     _make(repo, "params")
