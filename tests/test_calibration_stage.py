@@ -275,3 +275,27 @@ def test_cosmic_ray_child_that_dies_is_one_line(
     monkeypatch.setattr(sys, "executable", shutil.which("false"))
     with pytest.raises(CosmicsChildError, match="missing.fits: the cosmic-ray child process died"):
         run_in_child(_missing_spec(tmp_path), [(0, 8)], print, tasks_per_child=1)
+
+
+def _cannot_rebuild() -> None:
+    raise TypeError("__init__() missing 2 required keyword-only arguments")
+
+
+class _Unloadable:
+    def __reduce__(self):
+        return (_cannot_rebuild, ())
+
+
+def test_cosmic_ray_child_reply_that_cannot_be_rebuilt_is_one_line() -> None:
+    """Review 1.4: an error the child sends back that cannot be unpickled here (as
+    HeaderValueError could not) is a CosmicsChildError naming the frame, not a bare TypeError."""
+    import io
+    import pickle
+
+    from astropipe.calibration.crchild import CosmicsChildError, _reply
+
+    reply = io.BytesIO(pickle.dumps(("error", _Unloadable())))
+    with pytest.raises(CosmicsChildError, match=r"sci\.fits: .*reply cannot be read.*TypeError"):
+        _reply(reply, "sci.fits")
+    with pytest.raises(EOFError):
+        _reply(io.BytesIO(b""), "sci.fits")

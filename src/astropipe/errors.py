@@ -7,6 +7,8 @@ which file, and what to do.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AstropipeError",
     "ConfigError",
@@ -21,7 +23,27 @@ __all__ = [
 
 
 class AstropipeError(Exception):
-    """Base class of every error astropipe raises on purpose."""
+    """Base class of every error astropipe raises on purpose.
+
+    Every subclass survives pickling, whatever its ``__init__`` takes: an error raised in a
+    compute task on another process or machine, or in the cosmic-ray child, comes back as
+    itself with its attributes (e.g. :class:`~astropipe.calibration.frames.HeaderValueError`'s
+    ``path`` and ``kind``).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle's default rebuilds with cls(*self.args), which cannot pass keyword-only
+        # arguments (HeaderValueError(message, path=, kind=) raised a TypeError on loading):
+        # rebuild without __init__, then restore the attributes.
+        return (_rebuild, (type(self), self.args, dict(vars(self))))
+
+
+def _rebuild(cls: type[AstropipeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An unpickled :class:`AstropipeError`: ``args`` as raised, attributes restored."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class ConfigError(AstropipeError, ValueError):

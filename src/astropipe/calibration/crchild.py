@@ -154,6 +154,24 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _reply(stdout: IO[bytes], where: str) -> tuple[str, Any]:
+    """The child's next reply; one that cannot be rebuilt here is a CosmicsChildError.
+
+    EOFError and UnpicklingError (the child died mid-reply) propagate for the caller; any
+    other failure to load (an exception class whose pickle cannot be rebuilt, a module the
+    parent cannot import) would otherwise surface as a bare TypeError or ImportError.
+    """
+    try:
+        return pickle.load(stdout)
+    except (EOFError, pickle.UnpicklingError):
+        raise
+    except Exception as exc:
+        raise CosmicsChildError(
+            f"{where}: the cosmic-ray child's reply cannot be read in this process "
+            f"({type(exc).__name__}: {exc}); this is a bug, report it with the message."
+        ) from None
+
+
 def _run_chunk(
     spec: PassSpec,
     chunk: Sequence[tuple[int, int]],
@@ -176,7 +194,7 @@ def _run_chunk(
             pickle.dump((spec, list(chunk)), child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             child.stdin.close()
             for r0, r1 in chunk:
-                status, value = pickle.load(child.stdout)
+                status, value = _reply(child.stdout, spec.sci.path)
                 if status == "error":
                     raise value
                 bits = np.unpackbits(np.frombuffer(value, dtype=np.uint8), count=(r1 - r0) * cols)
