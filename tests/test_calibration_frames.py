@@ -157,3 +157,50 @@ def test_default_conf_matches_the_schema():
 
     conf = yaml.safe_load((ROOT / "conf/calibration/default.yaml").read_text())
     assert CalibrationConfig.from_params({"calibration": conf}) == CalibrationConfig()
+
+
+def test_open_fits_on_two_threads_leaves_the_warning_filters_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 1.3 (io/fits.py): open_fits silences astropy's truncation warning with
+    ``warnings.catch_warnings``, which swaps process-global state. Two frames opened on two
+    threads, the first to enter leaving first, restored each other's filters out of order and
+    left "ignore AstropyUserWarning" installed for the whole process."""
+    import threading
+    import time
+    import warnings
+
+    from astropipe.io import fits as fitsio
+
+    real_open = fitsio.fits.open
+    b_in, a_out = threading.Event(), threading.Event()
+
+    def open_(path, **kw):
+        if Path(path).name == "a.fits":
+            b_in.wait(0.5)  # times out once the opens are serialised
+            hdul = real_open(path, **kw)
+            a_out.set()
+            return hdul
+        b_in.set()
+        a_out.wait(5)
+        time.sleep(0.05)  # A leaves its catch_warnings first
+        return real_open(path, **kw)
+
+    monkeypatch.setattr(fitsio.fits, "open", open_)
+    for name in ("a.fits", "b.fits"):
+        fits.PrimaryHDU(np.zeros((4, 4), np.float32)).writeto(tmp_path / name)
+
+    def read(name: str) -> None:
+        with fitsio.open_fits(tmp_path / name, memmap=False):
+            pass
+
+    with warnings.catch_warnings():
+        before = list(warnings.filters)
+        a = threading.Thread(target=read, args=("a.fits",))
+        a.start()
+        time.sleep(0.05)  # A is inside open_fits first
+        b = threading.Thread(target=read, args=("b.fits",))
+        b.start()
+        a.join(10)
+        b.join(10)
+        assert warnings.filters == before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -49,6 +50,9 @@ __all__ = [
     "read_stored",
     "physical",
 ]
+
+# Serialises the warning filter swap in open_fits (warnings.catch_warnings is not thread-safe).
+_WARNINGS_LOCK = threading.Lock()
 
 #: BITPIX → big-endian numpy dtype of the stored pixels (FITS 4.0, table 8).
 BITPIX_DTYPES: dict[int, str] = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
@@ -253,8 +257,11 @@ def open_fits(path: Path, *, memmap: bool = True) -> Iterator[fits.HDUList]:
         When the file is not FITS, has a damaged header, or is truncated.
     """
     try:
-        with warnings.catch_warnings():
-            # truncation is reported below as one clear error, not as astropy's warning
+        # truncation is reported below as one clear error, not as astropy's warning;
+        # catch_warnings swaps process-global state, so two threads opening files at once
+        # would restore each other's filters (leaving "ignore" installed, or dropping it):
+        # one open at a time in here
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyUserWarning)
             hdul = fits.open(path, memmap=memmap, lazy_load_hdus=False, mode="readonly")
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
