@@ -98,3 +98,67 @@ def test_append_on_the_cluster_skips_stored_steps(cluster: str, tmp_path: Path) 
     summary = run({**params(inputs, out), "compute": compute}, collection="lwa")
     assert summary["written"] == 0 and summary["skipped"] == summary["time_steps"]
     assert tree_digest(out) == first
+
+
+def test_a_run_on_the_cluster_leaves_no_step_buffers_on_its_workers(
+    cluster: str, ccd_frames: Path, tmp_path: Path
+) -> None:
+    """Review 2.2: the workers of a cluster outlive the run; its layouts (step buffers, read
+    threads) were kept there."""
+    from distributed import Client
+
+    from astropipe.zarrcube import steps
+
+    _build(ccd_frames, tmp_path / "c.zarr", "ccd", {"scheduler": "distributed", "address": cluster})
+    with Client(cluster, set_as_default=False) as client:
+        kept = client.run(steps.layouts_kept)
+    assert len(kept) == 2 and set(kept.values()) == {0}, kept
+
+
+def test_a_layout_forgotten_while_a_task_uses_it_is_closed_when_the_task_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another run's forget_layouts (on a shared cluster) never closes a layout under a task."""
+    from astropipe.zarrcube import steps
+    from astropipe.zarrcube.lwa import LwaLayout
+
+    closed: list[object] = []
+    monkeypatch.setattr(LwaLayout, "close", lambda self: closed.append(self))
+    steps.forget_layouts()
+    with steps._layout("lwa", 32, 2) as busy:
+        assert steps.forget_layouts() == 1 and closed == [] and steps.layouts_kept() == 0
+        with steps._layout("lwa", 32, 2) as fresh:  # a task starting now gets its own
+            assert fresh is not busy
+    assert closed == [busy]  # by its last task
+    assert steps.forget_layouts() == 1 and closed == [busy, fresh]
+
+
+def test_concurrent_steps_share_one_read_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review 2.2: LwaLayout._pool() made its executor without a lock (one per racing task)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from astropipe.zarrcube import lwa
+
+    class SlowStart(ThreadPoolExecutor):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.05)  # widens the window between the check and the assignment
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lwa, "ThreadPoolExecutor", SlowStart)
+    layout = lwa.LwaLayout(read_workers=2)
+    start = threading.Barrier(4)
+    got: list[object] = []
+
+    def take() -> None:
+        start.wait()
+        got.append(layout._pool())
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    layout.close()
+    assert len(got) == 4 and len({id(p) for p in got}) == 1

@@ -56,16 +56,22 @@ class LwaLayout(Layout):
         self._free: list[Tiled] = []
         self.read_workers = read_workers
         self._executor: ThreadPoolExecutor | None = None
+        # concurrent tasks share this layout: one executor, made under the lock
+        self._executor_lock = threading.Lock()
 
     def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.read_workers, thread_name_prefix="fits-read")
-        return self._executor
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    self.read_workers, thread_name_prefix="fits-read"
+                )
+            return self._executor
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
-            self._executor = None
+        with self._executor_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown()
 
     def _spare(self, shape: tuple[int, ...]) -> Tiled:
         tile = self.tile or max(shape[-2:])

@@ -17,13 +17,16 @@ Two ways to write, chosen by the client:
 
 Each worker process keeps one layout per (kind, tile, read workers) between tasks: its read
 buffers and step arrays are reused (fresh 50 MB allocations per step cost more in page
-faults than the copies). Inside a task the files of a step are read by ``read_workers``
-local threads (reading, hashing and byte-swapping release the GIL); parallelism across
-steps comes from the pool.
+faults than the copies). :func:`forget_layouts` releases them at the end of a write (in every
+worker of a cluster: its processes outlive the run); a layout still in use by a task (another
+run on the same cluster) is closed when that task ends. Inside a task the files of a step are
+read by ``read_workers`` local threads (reading, hashing and byte-swapping release the GIL);
+parallelism across steps comes from the pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ __all__ = [
     "file_digests",
     "scan_step",
     "forget_layouts",
+    "layouts_kept",
 ]
 
 
@@ -95,26 +99,55 @@ class StepResult:
 
 
 _LAYOUTS: dict[tuple[str, int | None, int], Layout] = {}
+#: tasks running with each layout, by ``id``; a forgotten layout is closed by its last task
+_USERS: dict[int, int] = {}
 _LAYOUTS_LOCK = threading.Lock()
 
 
-def _layout(kind: str, tile: int | None, read_workers: int) -> Layout:
+@contextlib.contextmanager
+def _layout(kind: str, tile: int | None, read_workers: int) -> Iterator[Layout]:
+    """This process's layout for ``(kind, tile, read_workers)``, held for one task."""
     key = (kind, tile, read_workers)
     with _LAYOUTS_LOCK:
         layout = _LAYOUTS.get(key)
         if layout is None:
             layout = _LAYOUTS[key] = layout_for(kind, read_workers=read_workers)
             layout.tile = tile
-        return layout
+        _USERS[id(layout)] = _USERS.get(id(layout), 0) + 1
+    try:
+        yield layout
+    finally:
+        with _LAYOUTS_LOCK:
+            _USERS[id(layout)] -= 1
+            orphan = _USERS[id(layout)] == 0 and _LAYOUTS.get(key) is not layout
+            if _USERS[id(layout)] == 0:
+                del _USERS[id(layout)]
+        if orphan:  # forgotten while this task used it
+            layout.close()
 
 
-def forget_layouts() -> None:
-    """Close the layouts this process keeps for tasks (their threads and reusable buffers)."""
+def forget_layouts() -> int:
+    """Drop the layouts this process keeps for tasks and close those no task is using (their
+    threads and reusable buffers); the others are closed when their last task ends.
+
+    Returns
+    -------
+    int
+        How many layouts were dropped.
+    """
     with _LAYOUTS_LOCK:
         layouts = list(_LAYOUTS.values())
         _LAYOUTS.clear()
-    for layout in layouts:
+        idle = [layout for layout in layouts if id(layout) not in _USERS]
+    for layout in idle:
         layout.close()
+    return len(layouts)
+
+
+def layouts_kept() -> int:
+    """How many layouts this process keeps for tasks (a test's view of the cache)."""
+    with _LAYOUTS_LOCK:
+        return len(_LAYOUTS)
 
 
 def _time_value(info: StepInfo) -> np.ndarray:
@@ -198,10 +231,10 @@ def _write_zarr(task: StepTask, layout: Layout) -> StepResult:
 
 def write_steps(task: StepTask) -> StepResult:
     """Read, encode and write the steps of ``task`` (a task for :meth:`Workers.map`)."""
-    layout = _layout(task.kind, task.tile, task.read_workers)
-    if task.specs is not None:
-        return _write_direct(task, layout)
-    return _write_zarr(task, layout)
+    with _layout(task.kind, task.tile, task.read_workers) as layout:
+        if task.specs is not None:
+            return _write_direct(task, layout)
+        return _write_zarr(task, layout)
 
 
 def file_digests(paths: tuple[Path, ...]) -> tuple[str, ...]:
@@ -211,4 +244,5 @@ def file_digests(paths: tuple[Path, ...]) -> tuple[str, ...]:
 
 def scan_step(spec: StepSpec, *, kind: str, read_workers: int) -> StepInfo:
     """:meth:`Layout.scan` of one time step (a task: headers only, no pixels)."""
-    return _layout(kind, None, read_workers).scan(spec)
+    with _layout(kind, None, read_workers) as layout:
+        return layout.scan(spec)

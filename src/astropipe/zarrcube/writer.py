@@ -391,13 +391,33 @@ def write_collection(
     cfg = compute or ComputeConfig()
     try:
         with StoreLock(store), workers(cfg) as pool:
-            return _write_locked(
-                layout, files, store, collection, options, config, pool, progress, dry_run
-            )
+            try:
+                return _write_locked(
+                    layout, files, store, collection, options, config, pool, progress, dry_run
+                )
+            finally:
+                _forget_on_cluster(pool, cfg.address)
     finally:
         layout.close()
         if cfg.scheduler in ("synchronous", "threads"):
             forget_layouts()  # the reusable step buffers of this process's tasks
+
+
+def _forget_on_cluster(pool: Workers, address: str | None) -> None:
+    """Release the step buffers and read threads the tasks left on a cluster's workers (their
+    processes outlive the run; those of ``processes`` end with the pool)."""
+    if pool.kind != "distributed" or pool.client is None:
+        return
+    try:
+        pool.client.run(forget_layouts)
+    except (OSError, TimeoutError) as exc:  # the run's own outcome stands: only logged
+        log.warning(
+            "compute.address=%s: could not release the step buffers on the cluster's workers "
+            "(%s: %s); they are freed when the workers restart",
+            address,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def _write_locked(
