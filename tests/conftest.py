@@ -35,14 +35,22 @@ def in_root(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reference_module_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where :func:`reference_run`'s stage processes list the modules they loaded."""
+    return tmp_path_factory.mktemp("module-log")
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory, reference_module_log: Path) -> Path:
     """A fresh copy of the repository after one whole ``dvc repro`` with the committed conf/
     (threads, every SIMD target this CPU has), its run committed to the copy's git. Tests must
-    not change it: :func:`repo_copy.copy_run` gives a copy to work in."""
-    from repo_copy import copy_repo, git, run_dvc
+    not change it: :func:`repo_copy.copy_run` gives a copy to work in. Each stage process also
+    records the modules it loaded (:func:`repo_copy.module_log_env`, read by
+    tests/test_dvc_deps.py)."""
+    from repo_copy import copy_repo, git, module_log_env, run_dvc
 
     repo = copy_repo(tmp_path_factory.mktemp("reference-run"))
-    run_dvc(repo, "repro")
+    run_dvc(repo, "repro", env=module_log_env(repo, reference_module_log))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "pipeline run")
     return repo

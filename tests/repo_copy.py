@@ -23,6 +23,8 @@ __all__ = [
     "copy_repo",
     "copy_run",
     "git",
+    "module_log_env",
+    "MODULE_LOG",
     "run_dvc",
     "out_hashes",
     "committed_lock",
@@ -79,6 +81,36 @@ def git(repo: Path, *args: str) -> str:
     )
     assert proc.returncode == 0, f"git {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
+
+
+#: Where :func:`module_log_env` makes each stage process write its module list, as a
+#: ``<log dir>/<stage script>[-<args>].json`` file, under the reference run's directory.
+MODULE_LOG = "ASTROPIPE_TEST_MODULE_LOG"
+
+_SITECUSTOMIZE = """
+import atexit, json, os, sys
+_LOG = os.environ.get("ASTROPIPE_TEST_MODULE_LOG")
+if _LOG and sys.argv and sys.argv[0].replace(os.sep, "/").startswith("stages/"):
+    def _dump():
+        files = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
+        name = "-".join([os.path.basename(sys.argv[0])[:-3], *sys.argv[1:]])
+        with open(os.path.join(_LOG, name + ".json"), "w") as f:
+            json.dump(sorted(p for p in files if "/astropipe/" in p), f)
+    atexit.register(_dump)
+"""
+
+
+def module_log_env(repo: Path, log_dir: Path) -> dict[str, str]:
+    """Environment for :func:`run_dvc` in which every stage script (``python stages/x.py``)
+    writes the files of the ``astropipe`` modules it loaded to ``log_dir`` when it exits.
+
+    A ``sitecustomize`` module on ``PYTHONPATH`` does it: no project code is involved, and the
+    stages' outputs are unaffected (the lists go outside the repository).
+    """
+    hook = log_dir / "hook"
+    hook.mkdir(parents=True, exist_ok=True)
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    return {"PYTHONPATH": f"{repo / 'src'}{os.pathsep}{hook}", MODULE_LOG: str(log_dir)}
 
 
 def run_dvc(

@@ -2,9 +2,9 @@
 
 DVC re-runs a stage only when a listed dependency changes; a module the stage imports but
 ``dvc.yaml`` does not list would let its outputs go stale after a code change (and a teammate's
-``dvc pull`` would fetch outputs the code no longer makes). Each stage command is run for real,
-in a copy of the session's reference run, through a wrapper that records every ``astropipe``
-module loaded by the time the process exits (lazy imports included).
+``dvc pull`` would fetch outputs the code no longer makes). During the session's reference run
+each stage process recorded every ``astropipe`` module it had loaded when it exited, lazy
+imports included (:func:`repo_copy.module_log_env`), so nothing runs again here.
 
 Modules every stage loads to read its configuration (``astropipe.config``, the schema of every
 conf/ group and the packages those live in) are left out: they are loaded by all stages alike,
@@ -24,25 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repo_copy import copy_run
-
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-_WRAPPER = """
-import atexit, json, os, runpy, sys
-script, *args = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(os.path.abspath(script)))  # as `python script` does
-real_stdout = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)  # the stage's own prints go to stderr; stdout carries only the module list
-def dump():
-    files = {getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}
-    json.dump(sorted(p for p in files if "/astropipe/" in p), real_stdout)
-    real_stdout.flush()
-atexit.register(dump)
-sys.argv = [script, *args]
-runpy.run_path(script, run_name="__main__")
-"""
-
 
 #: Modules that cannot change an output, with the reason; left out of the check.
 NO_OUTPUT_EFFECT = {
@@ -59,18 +41,8 @@ json.dump(sorted(p for p in files if "/astropipe/" in p), sys.stdout)
 """
 
 
-def _loaded(repo: Path, *args: str) -> set[str]:
-    """Repository-relative files of the astropipe modules ``python *args`` prints as JSON."""
-    proc = subprocess.run(
-        [sys.executable, *args],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo / "src"), "GX_ANALYTICS_ENABLED": "false"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, f"python {args[-1]}: {proc.stderr[-2000:]}"
-    return {str(Path(p).resolve().relative_to(repo)) for p in json.loads(proc.stdout)}
+def _relative(repo: Path, files: list[str]) -> set[str]:
+    return {str(Path(p).resolve().relative_to(repo.resolve())) for p in files}
 
 
 def _stages(repo: Path) -> list[tuple[str, list[str], list[str]]]:
@@ -90,15 +62,27 @@ def _stages(repo: Path) -> list[tuple[str, list[str], list[str]]]:
     return found
 
 
-def test_every_imported_module_is_a_dependency(reference_run: Path, tmp_path: Path) -> None:
-    repo = copy_run(reference_run, tmp_path / "repo")
-    (tmp_path / "wrap.py").write_text(_WRAPPER)
-    baseline = _loaded(repo, "-c", _BASELINE)
+def test_every_imported_module_is_a_dependency(
+    reference_run: Path, reference_module_log: Path
+) -> None:
+    repo, logs = reference_run, reference_module_log
+    proc = subprocess.run(
+        [sys.executable, "-c", _BASELINE],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo / "src"), "GX_ANALYTICS_ENABLED": "false"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    baseline = _relative(repo, json.loads(proc.stdout))
     assert "src/astropipe/config.py" in baseline
     missing: list[str] = []
     for name, words, deps in _stages(repo):
         assert words[0] == "python" and words[1].startswith("stages/"), words
-        loaded = _loaded(repo, str(tmp_path / "wrap.py"), *words[1:])
+        record = logs / ("-".join([Path(words[1]).stem, *words[2:]]) + ".json")
+        assert record.is_file(), f"{name}: the reference run left no module list {record}"
+        loaded = _relative(repo, json.loads(record.read_text()))
         assert baseline <= loaded, f"{name}: did not read its configuration"
         covered = [d.rstrip("/") for d in deps if "${" not in d]
         for module in sorted(loaded - baseline - set(NO_OUTPUT_EFFECT)):
