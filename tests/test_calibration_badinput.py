@@ -200,3 +200,29 @@ def test_a_margin_too_small_would_change_the_mask():
     safe = detect_cosmics_banded(cal.sci, band_rows=16, **args)
     assert np.array_equal(safe, whole)
     assert not np.array_equal(tight, whole)
+
+
+def test_science_task_counts_are_logged_by_the_stage_on_processes(
+    night, tmp_path, monkeypatch, caplog
+):
+    """Review 2.1: the NaN/inf warning and the "calibrated" line were logged inside the science
+    task, so a processes or cluster run lost them; the task returns the counts and the stage
+    process logs them."""
+    import logging
+
+    def poke(data):
+        data[100:104, 100:104] = np.nan
+
+    _as_float(night / "sci_V_01.fits", poke)
+    caplog.set_level(logging.INFO, logger="astropipe")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    p = params(night, cosmics={"enabled": False})
+    metrics = stage.run({**p, "compute": {"scheduler": "processes", "workers": 2}})
+    assert metrics["science"]["sci_V_01.fits"]["nonfinite_pixels"] == 16
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("astropipe.calibration")]
+    nan = [m for m in lines if "NaN/inf pixel(s)" in m]
+    assert len(nan) == 1 and "sci_V_01.fits: 16 NaN/inf pixel(s)" in nan[0], lines
+    done = sorted(m.split(":")[0] for m in lines if m.endswith("cosmic-ray pixels"))
+    assert done == sorted(metrics["science"]), lines

@@ -18,7 +18,6 @@ rows are rewritten with bit 4.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -65,7 +64,6 @@ __all__ = [
     "sky_median",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Keywords never copied from a raw header: structure, scaling, and sections that the trim
 #: made wrong.
@@ -322,12 +320,8 @@ def calibrate_frame(
             count(band)
         elif band.any():
             counts["nonfinite"] += int(np.count_nonzero(band & NONFINITE))
-    n_bad = counts["nonfinite"]
-    if n_bad:
-        log.warning(
-            "%s: %d NaN/inf pixel(s) (%.3g%%) flagged NONFINITE in MASK",
-            info.path, n_bad, 100.0 * n_bad / (rows * cols),
-        )  # fmt: skip
+    # No log here: this runs as a compute task, whose log never reaches the stage's on a
+    # process or cluster worker; the caller logs counts["nonfinite"] (calibration.stage).
     if cfg.cosmics.enabled:
         counts["nonfinite"] = 0  # counted again below, with the final MASK
         margin = cosmics_margin(cfg.cosmics)

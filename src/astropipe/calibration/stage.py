@@ -232,7 +232,8 @@ def _science_task(
         cr_tasks_per_child=None if bands is None else bands.tasks_per_child,
     )
     release_free_heap()  # the frame's freed band buffers, before its statistics pass
-    log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, cal.cosmic_pixels)
+    # nothing logged here: a task's log never reaches the stage's from a process or cluster
+    # worker; the stage logs these counts (_log_science)
     return sp.frame.name, {
         "cosmic_ray_pixels": cal.cosmic_pixels,
         "saturated_pixels": cal.counts["saturated"],
@@ -241,6 +242,18 @@ def _science_task(
         "sky_median": sky_median(cal, band_rows=_pass_rows(cfg, sp.frame.trimmed_shape, footprint)),
         **roles,
     }
+
+
+def _log_science(sp: SciencePlan, values: Mapping[str, Any]) -> None:
+    """Log what :func:`_science_task` counted in one frame, in the stage's process."""
+    n_bad = int(values["nonfinite_pixels"])
+    if n_bad:
+        rows, cols = sp.frame.trimmed_shape
+        log.warning(
+            "%s: %d NaN/inf pixel(s) (%.3g%%) flagged NONFINITE in MASK",
+            sp.frame.path, n_bad, 100.0 * n_bad / (rows * cols),
+        )  # fmt: skip
+    log.info("%s: calibrated, %d cosmic-ray pixels", sp.frame.name, values["cosmic_ray_pixels"])
 
 
 def run(
@@ -325,7 +338,8 @@ def run(
             )
         with dask_bar(enabled=progress):  # stderr only: never in outputs or metrics
             computed = dask.compute(*tasks)
-        for name, values in computed:
+        for sp, (name, values) in zip(plan.science, computed, strict=True):
+            _log_science(sp, values)
             metrics_science[name] = values
     metrics = {
         "frames": frames_count,
