@@ -124,7 +124,9 @@ def tess_lightcurves_table(cfg: TessLightcurvesConfig) -> pd.DataFrame:
     df["flags_hold_quality"] = (df["flags"].astype("int64") & SURVEY_FLAGS_MASK) == quality
     finite = pd.Series(np.isfinite(df["flux"].to_numpy(dtype="float64")), index=df.index)
     df["lc_flux_finite_fraction"] = finite.groupby(gid).transform("mean")
-    log.info("tess_lightcurves: %d rows, %d light curves", len(df), len(segments))
+    # debug only: this runs inside the contract's task (Suite.build), whose log never reaches
+    # the stage's from a process or cluster worker; the stage logs the report's rows at info
+    log.debug("tess_lightcurves: %d rows, %d light curves", len(df), len(segments))
     return df
 
 
