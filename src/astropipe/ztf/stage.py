@@ -94,7 +94,9 @@ def ingest_alerts(
 
     Packets are decoded in batches on the workers of ``compute`` (``None``: in this process);
     with ``compute.scheduler=distributed`` the cluster's workers write the stamps to
-    ``cutout_dir`` themselves, so they must see it under the same absolute path.
+    ``cutout_dir`` themselves, so they must see it under the same absolute path. ``sink`` and
+    ``packet_log`` receive each batch's rows and ``(packet, SHA-256)`` pairs as it is merged
+    (see :func:`astropipe.ztf.ingest.ingest_packets`).
     """
     stats = ReadStats()
     max_bytes = cfg.alerts.max_member_bytes
