@@ -116,3 +116,41 @@ def test_flatten_break_tolerance_none_and_short_pieces() -> None:
     f = 1.0 + 0.01 * t
     res = flatten(t, f, window_length=101, break_tolerance=None)  # shorter than the window
     np.testing.assert_allclose(res.trend, np.median(f))
+
+
+def _no_filter_swaps(*args: object, **kwargs: object) -> None:
+    raise AssertionError("warnings.catch_warnings inside a task (process-global filters)")
+
+
+def test_biweight_empty_windows_are_nan_without_touching_the_warning_filters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows with no usable point give NaN with no all-NaN warning to silence: the old
+    ``warnings.catch_warnings`` swapped process-global filters under the batches on threads."""
+    from astropipe.features.clean.detrend import biweight_trend
+
+    rng = np.random.default_rng(3)
+    time = np.sort(np.concatenate([rng.uniform(0, 2, 400), rng.uniform(5, 7, 400)]))
+    flux = 1.0 + 0.01 * rng.standard_normal(len(time))
+    flux[(time > 5.5) & (time < 6.0)] = np.nan  # windows of nothing but NaN
+    mask = (time > 1.0) & (time < 1.6)  # and windows of nothing but masked points
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(), monkeypatch.context() as patch:
+        warnings.simplefilter("error")
+        patch.setattr(warnings, "catch_warnings", _no_filter_swaps)
+        trend = biweight_trend(time, flux, window_days=0.2, mask=mask, chunk=97)
+    assert warnings.filters == filters
+    empty = np.array(
+        [not np.any(np.isfinite(flux) & ~mask & (np.abs(time - t) <= 0.1)) for t in time]
+    )
+    assert empty.any() and (~empty).any()
+    assert np.array_equal(np.isnan(trend), empty)
+    from astropipe.features.clean.detrend import _row_nanmedian
+
+    for width in (30, 700):  # numpy's two methods (rows shorter than 600, and not)
+        win = np.where(rng.random((50, width)) < 0.5, rng.standard_normal((50, width)), np.nan)
+        win[7] = np.nan
+        with warnings.catch_warnings():  # the same bytes as numpy's nanmedian over every row
+            warnings.simplefilter("ignore", RuntimeWarning)
+            whole = np.nanmedian(win, axis=1)
+        assert np.array_equal(_row_nanmedian(win, np.isfinite(win)), whole, equal_nan=True)

@@ -66,3 +66,28 @@ def test_too_few_points_or_disabled_give_nan() -> None:
     off = ExtractConfig(periodogram=PeriodogramConfig(enabled=False))
     f = compute_features(_sinusoid(3.7), cfg=off).iloc[0]
     assert np.isnan(f["ls_period"]) and np.isnan(f["ls_fap"])
+
+
+@pytest.mark.parametrize("fap_method", ["baluev", "davies", "naive"])
+def test_the_periodogram_swaps_no_process_global_warning_filters(
+    fap_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches run on threads: warnings.catch_warnings there swapped the process's filters (a
+    batch ending restored them under another one, or left "ignore RuntimeWarning" installed).
+    numpy's errstate (thread-local) silences the floating-point warnings instead."""
+    import warnings
+
+    def no_swaps(*args: object, **kwargs: object) -> None:
+        raise AssertionError("warnings.catch_warnings inside a task")
+
+    from astropipe.features.periodogram import lomb_scargle
+
+    pts = pd.concat([_sinusoid(0.37), _sinusoid(27.0, n=12), _sinusoid(3.7, n=5)])
+    starts = np.array([0, 200, 212])
+    t, y, err = (pts[c].to_numpy(np.float64) for c in ("mjd", "value", "err"))
+    cfg = PeriodogramConfig(fap_method=fap_method)
+    with warnings.catch_warnings(), monkeypatch.context() as patch:
+        warnings.simplefilter("error")  # a floating-point warning let through fails the test
+        patch.setattr(warnings, "catch_warnings", no_swaps)
+        got = lomb_scargle(t, y, err, starts, cfg=cfg)
+    assert np.isfinite(got["ls_period"][:2]).all() and np.isnan(got["ls_period"][2])

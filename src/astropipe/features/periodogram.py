@@ -10,7 +10,6 @@ last-bit differences unless a value falls next to a rounding boundary
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,8 +99,10 @@ def lomb_scargle(
             continue
         dy = eg if bool(np.all(np.isfinite(eg) & (eg > 0))) else None
         ls = LombScargle(tg, yg, dy)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        # astropy's Lomb-Scargle warns only through numpy's floating-point errors: errstate
+        # is thread-local, warnings.catch_warnings would swap the process's filters under the
+        # other batches running on threads
+        with np.errstate(all="ignore"):
             freq, power = ls.autopower(
                 minimum_frequency=fmin,
                 maximum_frequency=fmax,

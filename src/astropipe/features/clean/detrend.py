@@ -201,9 +201,9 @@ def biweight_trend(
         idx = lo[sl, None] + offsets[None, :]
         valid = idx < hi[sl, None]
         win = np.where(valid, fu[np.minimum(idx, len(fu) - 1)], np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"), _quiet():
-            loc = np.nanmedian(win, axis=1)
-            mad = np.nanmedian(np.abs(win - loc[:, None]), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            loc = _row_nanmedian(win, valid)
+            mad = _row_nanmedian(np.abs(win - loc[:, None]), valid)
             scale = cval * mad
             for _ in range(iterations):
                 u = (win - loc[:, None]) / scale[:, None]
@@ -216,15 +216,13 @@ def biweight_trend(
     return round_significand(out, bits=TREND_SIGNIFICAND_BITS)
 
 
-class _quiet:
-    """Silence numpy's all-NaN-slice warnings (empty windows give NaN on purpose)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)
+def _row_nanmedian(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(win, axis=1)``, NaN for the rows without a valid point, computed over the
+    others only: numpy warns of all-NaN slices through the process-global warning filters,
+    which batches on threads cannot swap safely. Each row's median is its own (the same
+    bytes); the method numpy picks depends on the row length only."""
+    out = np.full(len(win), np.nan)
+    some = valid.any(axis=1)
+    if some.any():
+        out[some] = np.nanmedian(win[some], axis=1)
+    return out
