@@ -11,7 +11,6 @@ workers). Each stage's own tests also compare ``synchronous`` and ``processes`` 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,6 @@ import yaml
 from repo_copy import BIN, copy_repo, lock_differences, out_hashes, run_dvc
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The scheduler address of a two-process LocalCluster on 127.0.0.1."""
-    from distributed import LocalCluster
-
-    workdir = tmp_path_factory.mktemp("dask-workers")
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        local_directory=str(workdir),
-    ) as local:
-        yield local.scheduler_address
 
 
 def _set_compute(repo: Path, **values: object) -> None:
@@ -65,8 +47,8 @@ def _check(repo: Path, reference_lock: dict, what: str) -> None:
 
 
 def test_distributed_cluster_gives_identical_outputs(
-    cluster: str, reference_lock: dict, tmp_path: Path
+    dask_cluster: str, reference_lock: dict, tmp_path: Path
 ) -> None:
     repo = copy_repo(tmp_path / "repo")
-    _set_compute(repo, scheduler="distributed", address=cluster)
-    _check(repo, reference_lock, f"a LocalCluster at {cluster}")
+    _set_compute(repo, scheduler="distributed", address=dask_cluster)
+    _check(repo, reference_lock, f"a LocalCluster at {dask_cluster}")

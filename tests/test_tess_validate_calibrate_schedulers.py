@@ -2,7 +2,7 @@
 
 Each stage runs on its sample inputs under ``synchronous``, ``processes`` (2 workers) and
 ``distributed`` on one real :class:`distributed.LocalCluster` (worker processes, loopback)
-shared by the module. The cluster is started from another working directory than the runs', so
+shared by the session. The cluster is started from another working directory than the runs', so
 a task that names a file by a relative path fails there.
 """
 
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +24,9 @@ SCHEDULERS = ("synchronous", "processes", "distributed")
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The address of a two-process LocalCluster whose workers run in a directory of their own."""
-    from distributed import LocalCluster
-
-    here = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("cluster-cwd"))
-    try:
-        local = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
-    finally:
-        os.chdir(here)
-    with local:
-        yield local.scheduler_address
+def cluster(dask_cluster: str) -> str:
+    """The session's LocalCluster (tests/conftest.py), started from a directory of its own."""
+    return dask_cluster
 
 
 @pytest.fixture(scope="module")
