@@ -74,6 +74,9 @@ class Grid:
 
 def celestial_wcs(header: fits.Header) -> WCS | None:
     """The two celestial axes of ``header`` as an astropy WCS, or None when there are none."""
+    # catch_warnings swaps process-global filters (not thread-safe) and this runs in scan
+    # tasks; kept: it silences a notice only (the WCS does not depend on it), nothing in the
+    # stage records warnings, and it runs once per grid per process (_is_celestial is cached)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         w = WCS(header)

@@ -84,6 +84,11 @@ def quiet_zarr() -> Iterator[None]:
 
     Both are deliberate here: Stokes and filter labels are short fixed-length strings, and
     consolidated metadata saves readers one request per array on object stores.
+
+    ``warnings.catch_warnings`` swaps process-global filters, so tasks on threads may drop or
+    leave each other's filters (a zarr notice printed, or silenced for the rest of the
+    process): kept all the same, as it only silences notices — nothing written depends on
+    them and nothing in the stage records warnings.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=zarr.errors.UnstableSpecificationWarning)
