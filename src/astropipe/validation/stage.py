@@ -10,8 +10,9 @@ Order of work: check that every configured table, frame directory and store exis
 one is an error naming the path and the command that builds it, before anything is written);
 validate each contract, each one a task on the ``compute`` workers
 (:func:`astropipe.compute.workers`; the frames summary a task per file, the cubes summary dask
-reductions under :func:`astropipe.compute.scheduler`), by absolute path, reports returned as
-data in contract order, so the outputs do not depend on the scheduler; write the Markdown
+reductions on the same workers through :meth:`astropipe.compute.Workers.dask`), by absolute
+path, reports returned as data in contract order, so the outputs do not depend on the
+scheduler; write the Markdown
 data docs and ``summary.json``; only then, if a contract failed and
 ``validation.fail_on_error`` is true, raise :class:`~astropipe.errors.ValidationFailed` with
 one line naming the artifact (the table, or the first offending frame file or cube step), the
@@ -20,18 +21,16 @@ column and the expectation — so the failure is visible in ``dvc metrics show``
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import dask
 import pandas as pd
 
-from astropipe.compute import ComputeConfig, Workers, scheduler, workers
+from astropipe.compute import ComputeConfig, Workers, workers
 from astropipe.errors import MissingInputError, ValidationFailed
 from astropipe.validation.config import TABLES, ValidationConfig
 from astropipe.validation.cubes import cubes_contract, cubes_table
@@ -80,22 +79,6 @@ def _abs(path: str) -> str:
     return str(Path(path).resolve())
 
 
-@contextlib.contextmanager
-def _dask_on(compute: ComputeConfig, pool: Workers) -> Iterator[None]:
-    """``compute``'s dask scheduler; under ``processes``, on ``pool``'s processes.
-
-    dask's ``processes`` scheduler otherwise starts (and imports into) a new process pool for
-    every ``compute`` call, and cubes_table makes a few per store (measured: 18 s on the test
-    stores, 2 cores, against < 1 s on the stage's own pool).
-    """
-    with scheduler(compute):
-        if pool.kind != "processes":
-            yield
-            return
-        with dask.config.set(pool=pool.executor):
-            yield
-
-
 def _suites(
     cfg: ValidationConfig,
     compute: ComputeConfig,
@@ -105,7 +88,7 @@ def _suites(
     """Every contract to run, in report order, named by what the docs hash them under.
 
     The frames and cubes summary tables are built here (frames: a task per file on ``pool``;
-    cubes: dask reductions under ``compute``'s scheduler) and kept in ``rows`` for the docs;
+    cubes: dask reductions on ``pool``) and kept in ``rows`` for the docs;
     the ZTF and TESS tables are read (and hashed) by the suites' own tasks.
     """
     suites: list[tuple[str, Suite]] = []
@@ -128,7 +111,7 @@ def _suites(
         suites.append(("tess_lightcurves", Suite(contract, where, build=build, digest=path)))
     if cfg.cubes is not None:
         where = ", ".join(Path(c.path).as_posix() for c in cfg.cubes.collections.values())
-        with _dask_on(compute, pool):
+        with pool.dask():  # on the stage's own workers (one pool, one cluster connection)
             rows["cubes"] = df = cubes_table(cfg.cubes)
         suites.append(("cubes", Suite(cubes_contract(cfg.cubes), where, frame=df)))
     return suites
