@@ -92,3 +92,44 @@ def test_every_imported_module_is_a_dependency(
         "modules run by a stage but not in its dvc.yaml deps (add them, or the stage's outputs "
         f"go stale when they change): {missing}"
     )
+
+
+#: Keys that change only speed and memory, never an output byte (each stage's tests run
+#: several values and compare bytes); no stage lists them, so tuning them re-runs nothing.
+SPEED_ONLY = {"ztf.alerts.batch_size", "features.batch_points", "zarr.read_workers"}
+
+
+def _leaves(tree: object, prefix: str) -> list[str]:
+    if isinstance(tree, dict) and tree:
+        return [leaf for k, v in tree.items() for leaf in _leaves(v, f"{prefix}.{k}")]
+    return [prefix]
+
+
+def _stage_params(repo: Path) -> list[tuple[str, list[str]]]:
+    spec = yaml.safe_load((repo / "dvc.yaml").read_text())
+    found = []
+    for name, stage in spec["stages"].items():
+        body = stage.get("do", stage)
+        keys = [k if isinstance(k, str) else next(iter(k)) for k in body.get("params", [])]
+        # a foreach stage's `zarr.collections.${key}`: every collection, one instance each
+        found.append((name, [k.removesuffix(".${key}") for k in keys]))
+    return found
+
+
+def test_every_parameter_of_a_section_is_tracked_but_the_speed_only_ones(root: Path) -> None:
+    """A stage listing keys one by one to leave SPEED_ONLY out must list every other key of
+    that section: a key added to the section later is then never left untracked."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    untracked = []
+    for name, keys in _stage_params(root):
+        for section in sorted({k.split(".")[0] for k in keys}):
+            if section in keys or not any(s.startswith(section + ".") for s in SPEED_ONLY):
+                continue  # the whole section, or a section read in part on purpose
+            for leaf in _leaves(params[section], section):
+                if leaf in SPEED_ONLY:
+                    continue
+                if not any(leaf == k or leaf.startswith(k + ".") for k in keys):
+                    untracked.append(f"{name}: {leaf}")
+    assert not untracked, f"parameters no stage tracks (list them in dvc.yaml): {untracked}"
+    listed = {k for _, keys in _stage_params(root) for k in keys}
+    assert not SPEED_ONLY & listed
