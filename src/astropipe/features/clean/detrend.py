@@ -221,8 +221,10 @@ def _row_nanmedian(win: np.ndarray, valid: np.ndarray) -> np.ndarray:
     others only: numpy warns of all-NaN slices through the process-global warning filters,
     which batches on threads cannot swap safely. Each row's median is its own (the same
     bytes); the method numpy picks depends on the row length only."""
-    out = np.full(len(win), np.nan)
     some = valid.any(axis=1)
+    if some.all():  # the usual chunk: no copy
+        return np.nanmedian(win, axis=1)
+    out = np.full(len(win), np.nan)
     if some.any():
         out[some] = np.nanmedian(win[some], axis=1)
     return out
