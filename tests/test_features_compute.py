@@ -178,19 +178,9 @@ def test_threads_and_processes_give_the_same_bytes(
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A two-process LocalCluster on loopback, its workers in a directory of their own."""
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        local_directory=str(tmp_path_factory.mktemp("dask-workers")),
-    ) as local:
-        yield local.scheduler_address
+def cluster(dask_cluster: str) -> str:
+    """The session's LocalCluster (tests/conftest.py), started from a directory of its own."""
+    return dask_cluster
 
 
 @pytest.mark.slow

@@ -8,8 +8,6 @@ relative path in a task would name a file that is not there).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,26 +19,9 @@ LWA_SAMPLE = Path("data/sample/ovro_lwa/simulated")  # relative: the client runs
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The scheduler address of a two-process LocalCluster whose workers run elsewhere."""
-    from distributed import LocalCluster
-
-    elsewhere = tmp_path_factory.mktemp("dask-cwd")
-    here = Path.cwd()
-    os.chdir(elsewhere)  # the worker processes inherit this working directory
-    try:
-        local = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            local_directory=str(elsewhere),
-        )
-    finally:
-        os.chdir(here)
-    with local:
-        yield local.scheduler_address
+def cluster(dask_cluster: str) -> str:
+    """The session's LocalCluster (tests/conftest.py), started from a directory of its own."""
+    return dask_cluster
 
 
 @pytest.fixture(scope="module")
