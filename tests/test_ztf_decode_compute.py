@@ -256,6 +256,7 @@ def test_types_merged_across_batches_like_the_collector(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from astropipe.io.tables import file_metadata
     from astropipe.ztf import spill
     from astropipe.ztf.collector import AlertCollector
 
@@ -272,7 +273,7 @@ def test_types_merged_across_batches_like_the_collector(tmp_path: Path) -> None:
         one = AlertCollector(stamps=False)
         one.add(alert, sha256=sha)
         parts.add(one)
-    parts.write_alerts(tmp_path / "a.parquet", spill.parquet_meta({}, {}))
+    parts.write_alerts(tmp_path / "a.parquet", file_metadata({}, {}))
     got = pq.read_table(tmp_path / "a.parquet")
     assert got.schema.field("nid").type == pa.int64()
     assert got.schema.field("field").type == pa.string()

@@ -36,6 +36,7 @@ import numpy as np
 
 from astropipe.calibration.cosmics import cosmics_rows
 from astropipe.errors import AstropipeError
+from astropipe.io.memory import release_free_heap  # re-exported: the stage trims through it
 
 __all__ = [
     "StoredRows",
@@ -90,21 +91,6 @@ class PassSpec:
     margin: int
     tile_cols: int | None
     ignore_bits: int  # MASK bits the detection must not see (the cosmic-ray bit itself)
-
-
-def release_free_heap() -> bool:
-    """Give glibc's free heap back to the system (``malloc_trim(0)``); False when the C library
-    is not glibc. It frees nothing in use (and cannot recover astroscrappy's leak): it only
-    keeps freed band buffers from counting in the RSS beside the cosmic-ray child."""
-    import ctypes
-    import platform
-
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
 
 
 def band_mask(spec: PassSpec, r0: int, r1: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astropipe.ztf.spill import ParquetStream
+from astropipe.io.tables import ParquetRowGroups
 
 __all__ = ["PacketLog", "PACKETS_SCHEMA", "PACKET_GROUP_ROWS", "packets_digest"]
 
@@ -48,13 +48,13 @@ class PacketLog:
     path
         Where the table goes (written through a temporary sibling, renamed by :meth:`close`).
     meta
-        The file metadata (:func:`astropipe.ztf.spill.parquet_meta`).
+        The file metadata (:func:`astropipe.io.tables.file_metadata`).
     name
         How the aggregate names the table (the configured, repository-relative path).
     """
 
     def __init__(self, path: Path, meta: Mapping[bytes, bytes], *, name: str) -> None:
-        self._out = ParquetStream(path, PACKETS_SCHEMA, meta, PACKET_GROUP_ROWS)
+        self._out = ParquetRowGroups(path, PACKETS_SCHEMA, meta, rows=PACKET_GROUP_ROWS)
         self._hash = hashlib.sha256()
         self._name = name
         self.count = 0

@@ -38,7 +38,7 @@ from astropipe.compute import ComputeConfig
 from astropipe.errors import AstropipeError, ConfigError, InputFileError
 from astropipe.io.atomic import atomic_dir, remove_stale_temps
 from astropipe.io.lock import OutputLock
-from astropipe.io.tables import write_json
+from astropipe.io.tables import file_metadata, write_json
 from astropipe.lightcurve import LIGHTCURVE_UNITS
 from astropipe.progress import bar as progress_bar
 from astropipe.provenance import provenance
@@ -48,7 +48,7 @@ from astropipe.ztf.dcmag import apply_dc_magnitudes
 from astropipe.ztf.ingest import AlertIngest, ingest_packets
 from astropipe.ztf.packetlog import PacketLog
 from astropipe.ztf.packets import ReadStats, iter_packets
-from astropipe.ztf.spill import AlertSpill, parquet_meta
+from astropipe.ztf.spill import AlertSpill
 
 __all__ = ["run", "ingest_alerts"]
 
@@ -309,7 +309,7 @@ def _write_outputs(
         spill = AlertSpill(spill_dir)
         packet_log = PacketLog(
             rel(out.packets),
-            parquet_meta(_packets_provenance(params_used, cfg), {}),
+            file_metadata(_packets_provenance(params_used, cfg), {}),
             name=out.packets,
         )
         try:
@@ -341,10 +341,10 @@ def _write_outputs(
             ),
             "packets": packets,  # the per-packet list is packets.parquet; this its digest
         }
-        n_alerts = spill.write_alerts(rel(out.alerts), parquet_meta(prov, ALERT_UNITS))
+        n_alerts = spill.write_alerts(rel(out.alerts), file_metadata(prov, ALERT_UNITS))
         lc = spill.write_lightcurves(
             rel(out.lightcurves),
-            parquet_meta(
+            file_metadata(
                 {**prov, "time_scale": {"alert": "UTC", "dr": "UTC", "irsa": "UTC"}},
                 LIGHTCURVE_UNITS,
             ),
