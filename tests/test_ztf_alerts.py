@@ -225,11 +225,12 @@ def test_alerts_table_schema_is_explicit_and_stable(tmp_path: Path) -> None:
 
 
 def test_parallel_ingest_equals_serial(tmp_path: Path) -> None:
-    from astropipe.ztf.ingest import BATCH_SIZE, ingest_packets
+    from astropipe.ztf.config import AlertsConfig
+    from astropipe.ztf.ingest import ingest_packets
 
     packets = [Packet(p.name, p.read_bytes()) for p in sorted(ALERTS.glob("*.avro"))]
     # enough packets for several batches, with the undecodable one quarantined in each
-    stream = packets * (2 * BATCH_SIZE // len(packets) + 2)
+    stream = packets * (2 * AlertsConfig.batch_size // len(packets) + 2)
     results = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"

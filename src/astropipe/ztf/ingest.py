@@ -39,16 +39,14 @@ from astropipe.errors import InputFileError
 from astropipe.ztf.alerts import decode_packet
 from astropipe.ztf.checks import check_alert
 from astropipe.ztf.collector import AlertCollector, AlertMeta, stamp_files
+from astropipe.ztf.config import AlertsConfig
 from astropipe.ztf.packetlog import PacketLog
 from astropipe.ztf.packets import Packet
 from astropipe.ztf.spill import AlertSpill
 
-__all__ = ["AlertIngest", "process_batch", "ingest_packets", "BATCH_SIZE", "MAX_STAMP_BYTES"]
+__all__ = ["AlertIngest", "process_batch", "ingest_packets", "MAX_STAMP_BYTES"]
 
 log = logging.getLogger(__name__)
-
-#: Packets per batch handed to a worker (about 20 MB of v4 packets).
-BATCH_SIZE = 256
 
 #: Largest decompressed stamp accepted; a ZTF stamp (63×63 float32 FITS) is about 20 kB, and
 #: a gzip stream can expand a thousandfold.
@@ -255,7 +253,7 @@ def ingest_packets(
     cutout_dir: Path | None,
     fail: bool,
     compute: ComputeConfig | None = None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = AlertsConfig.batch_size,
     sink: AlertSpill | None = None,
     packet_log: PacketLog | None = None,
 ) -> AlertIngest:
@@ -272,8 +270,8 @@ def ingest_packets(
         Where batches are decoded (:func:`astropipe.compute.workers`); ``None``: synchronous,
         in this process. Results do not depend on it.
     batch_size
-        Packets per batch (``ztf.alerts.batch_size``); at most ``2 × slots`` batches are in
-        flight. Outputs do not depend on it.
+        Packets per batch (``ztf.alerts.batch_size``, whose default this is); at most
+        ``2 × slots`` batches are in flight. Outputs do not depend on it.
     sink
         Streaming: each batch's rows go to this :class:`~astropipe.ztf.spill.AlertSpill` as
         soon as it is merged, and the returned collector holds only the counts; duplicates
