@@ -7,7 +7,6 @@ import io
 import itertools
 import logging
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import fastavro
@@ -20,7 +19,8 @@ from astropipe.ztf import alerts, ingest
 from astropipe.ztf.packets import Packet
 from astropipe.ztf.stage import run
 
-ALERTS = Path(__file__).resolve().parents[1] / "data" / "sample" / "ztf" / "alerts"
+ROOT = Path(__file__).resolve().parents[1]
+ALERTS = ROOT / "data" / "sample" / "ztf" / "alerts"
 PACKETS = sorted(ALERTS.glob("*.avro"))
 
 
@@ -124,40 +124,51 @@ def test_threads_start_no_process_and_match_synchronous(tmp_path: Path, monkeypa
     assert (tmp_path / "report.json").read_bytes() == report
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
-    """A real dask cluster on loopback: two worker processes, one thread each."""
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as lc:
-        yield lc.scheduler_address
+def _relative_params(scheduler: str, *extra: str) -> dict:
+    """Every output path relative to the working directory, as the committed conf/ gives them."""
+    return compose(
+        [
+            f"ztf.alerts.path={ALERTS}",
+            "ztf.dr.path=null",
+            "ztf.outputs.dir=out",
+            "ztf.outputs.alerts=out/alerts.parquet",
+            "ztf.outputs.lightcurves=out/lightcurves.parquet",
+            "ztf.outputs.packets=out/packets.parquet",
+            "ztf.outputs.cutouts=out/cutouts",
+            "ztf.outputs.report=report.json",
+            "ztf.outputs.metrics=metrics.json",
+            f"compute.scheduler={scheduler}",
+            "compute.workers=2",
+            *extra,
+        ],
+        root=ROOT,  # not the working directory's
+    )
 
 
 @pytest.mark.slow
 def test_distributed_cluster_writes_the_synchronous_bytes(
-    tmp_path: Path, cluster: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, dask_cluster: str, caplog: pytest.LogCaptureFixture, monkeypatch
 ) -> None:
-    run(_params(tmp_path, "synchronous"))
+    """The session's cluster runs from another working directory: a task that wrote a stamp
+    to a relative path would write it there (or fail), not under ``out/cutouts``."""
+    monkeypatch.chdir(tmp_path)
+    run(_relative_params("synchronous"))
     out = tmp_path / "out"
     before = _files(out)
     report = (tmp_path / "report.json").read_bytes()
     metrics = (tmp_path / "metrics.json").read_bytes()
     # batches of 4: the two workers decode and write stamps at the same time
-    params = _params(
-        tmp_path, "distributed", f"compute.address={cluster}", "ztf.alerts.batch_size=4"
+    params = _relative_params(
+        "distributed", f"compute.address={dask_cluster}", "ztf.alerts.batch_size=4"
     )
     with caplog.at_level(logging.WARNING, logger="astropipe.ztf.ingest"):
         run(params)
     assert len(before) > 90 and Path("alerts.parquet") in before
+    assert sum(1 for p in before if p.parts[0] == "cutouts") > 80
     assert _files(out) == before  # tables and every stamp, byte for byte
     assert (tmp_path / "report.json").read_bytes() == report
     assert (tmp_path / "metrics.json").read_bytes() == metrics
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "out", "report.json"]
     # the schemaless datum was quarantined on a worker, and logged here
     assert any("quarantined" in r.getMessage() for r in caplog.records)
 
@@ -317,3 +328,38 @@ def test_per_packet_provenance_is_a_table_and_the_footers_hold_its_digest(tmp_pa
         assert len(json.dumps(prov)) < 4000  # the same whatever the number of packets
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["packets_read"] == aggregate and report["packets"] == len(files)
+
+
+def test_dry_run_streams_and_counts_what_a_real_run_reports(tmp_path: Path, monkeypatch) -> None:
+    """Regression: --dry-run held every decoded row and packet hash of the night in memory."""
+    import json
+
+    from astropipe.ztf import stage
+
+    night = _night_dir(tmp_path)
+    params = _stream_params(tmp_path, night, 5)
+    held: list[ingest.AlertIngest] = []
+    real = stage.ingest_packets
+
+    def spy(*args: object, **kwargs: object) -> ingest.AlertIngest:
+        result = real(*args, **kwargs)
+        held.append(result)
+        return result
+
+    monkeypatch.setattr(stage, "ingest_packets", spy)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)  # TMPDIR read again
+    dry = run(params, dry_run=True)
+    assert not (tmp_path / "out").exists() and list(scratch.iterdir()) == []
+    (result,) = held
+    assert result.collector.alert_rows == [] and result.inputs == []  # streamed, not held
+    run(params)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert dry["packets"] == report["packets"] == 2 * len(PACKETS)
+    assert dry["quarantined"] == report["quarantined"] and len(dry["quarantined"]) == 2
+    assert dry["skipped_members"] == report["skipped_members"]
+    # every packet decoded is one alert, counted before the candid deduplication
+    assert dry["alerts_decoded"] == report["packets"] - len(report["quarantined"]) == 76
+    assert report["alerts"] == 35

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -232,7 +233,9 @@ def run(
     params
         The composed parameters (params.yaml or :func:`astropipe.config.compose`).
     dry_run
-        Decode and summarise, but write nothing and make no network request.
+        Decode and summarise, but write nothing and make no network request (the decoded
+        rows are streamed to a scratch directory that is removed, as a real run streams them:
+        memory does not grow with the night).
     limit
         Read at most this many alert packets (and keep at most this many live rows).
     progress
@@ -251,13 +254,7 @@ def run(
         if cfg.alerts.nights:  # nothing is downloaded, so nothing is decoded
             summary["archive_nights"] = _planned_nights(cfg)
         else:
-            ingest = ingest_alerts(
-                cfg, cutout_dir=None, limit=limit, progress=progress, compute=compute
-            )
-            summary["packets"] = ingest.packets
-            summary["alerts_decoded"] = len(ingest.collector.alert_rows)
-            summary["quarantined"] = ingest.quarantined
-            summary["skipped_members"] = ingest.skipped_members
+            summary.update(_dry_run_alerts(cfg, limit, progress, compute))
         summary["outputs"] = asdict(cfg.outputs)
         if cfg.source == "irsa":
             from astropipe.sources.http import safe_url
@@ -289,6 +286,40 @@ def run(
         write_json({k: summary[k] for k in METRIC_KEYS}, out.metrics)
     log.info("ingest_ztf: %s", summary)
     return summary
+
+
+def _dry_run_alerts(
+    cfg: ZtfConfig, limit: int | None, progress: bool, compute: ComputeConfig
+) -> dict[str, Any]:
+    """Decode every packet as a real run does and count, with the memory of a real run.
+
+    The rows and the ``(packet, SHA-256)`` pairs are streamed batch by batch, as in a real run,
+    to a scratch directory under the system's temporary directory (``TMPDIR``) that is removed
+    at the end: nothing is written under the outputs, and memory does not grow with the night.
+    """
+    with tempfile.TemporaryDirectory(prefix="astropipe-ingest-ztf-dry-run-") as scratch:
+        spill_dir = Path(scratch) / "spill"
+        spill_dir.mkdir()
+        spill = AlertSpill(spill_dir)
+        packet_log = PacketLog(Path(scratch) / "packets.parquet", {}, name=cfg.outputs.packets)
+        try:
+            ingest = ingest_alerts(
+                cfg,
+                cutout_dir=None,
+                limit=limit,
+                progress=progress,
+                compute=compute,
+                sink=spill,
+                packet_log=packet_log,
+            )
+        finally:
+            packet_log.abort()  # the list is not kept: a dry run writes nothing
+        return {
+            "packets": ingest.packets,
+            "alerts_decoded": spill.alerts,
+            "quarantined": ingest.quarantined,
+            "skipped_members": ingest.skipped_members,
+        }
 
 
 def _write_outputs(
