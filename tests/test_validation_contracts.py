@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -222,3 +225,106 @@ def test_importing_validation_turns_gx_telemetry_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["false", "False"]
+
+
+# ------------------------------------------------------------------------------ packets
+def _packet_tables(tmp_path: Path, n: int = 50) -> TableConfig:
+    """A packets.parquet written by the packet log and an alerts.parquet whose provenance
+    records its aggregate, as ingest_ztf writes them."""
+    import hashlib
+
+    from astropipe.io.tables import file_metadata, write_parquet
+    from astropipe.ztf.packetlog import PacketLog
+
+    pairs = [
+        (f"night.tar.gz/{i}.avro", hashlib.sha256(str(i).encode()).hexdigest()) for i in range(n)
+    ]
+    log = PacketLog(tmp_path / "packets.parquet", file_metadata(), name="packets.parquet")
+    log.add(pairs[: n // 2])
+    log.add(pairs[n // 2 :])
+    record = log.close()
+    write_parquet(
+        pa.table({"candid": [1]}), tmp_path / "alerts.parquet", provenance={"packets": record}
+    )
+    return TableConfig(
+        path=str(tmp_path / "packets.parquet"),
+        build="dvc repro ingest_ztf",
+        recorded_in=str(tmp_path / "alerts.parquet"),
+    )
+
+
+def test_packets_contract_checks_the_rows_and_the_recorded_digest(
+    tmp_path: Path, gx_context: Any
+) -> None:
+    from astropipe.validation.runner import validate_file
+
+    table = _packet_tables(tmp_path)
+    contract = contract_for("packets", table, RANGES)
+    assert validate_file(table.path, contract, context=gx_context).success
+    df = pq.read_table(table.path).to_pandas()
+
+    def failed(frame: pd.DataFrame) -> set[str]:
+        report = validate_frame(frame, contract, path="p", context=gx_context)
+        return {o.rule.split(" (")[0] for o in report.failed}
+
+    digest = "SHA-256 over the rows = the one alerts.parquet's provenance records"
+    count = "rows = the packet count alerts.parquet's provenance records"
+    upper = df.assign(sha256=df["sha256"].where(df.index != 3, df["sha256"][3].upper()))
+    assert failed(upper) == {"sha256 is 64 lowercase hex digits", digest}
+    assert failed(df.iloc[::-1].reset_index(drop=True)) == {digest}  # the input order counts
+    assert failed(df.iloc[1:]) == {count, digest}
+    dup = df.assign(packet=df["packet"].where(df.index != 1, df["packet"][0]))
+    assert failed(dup) == {"packet is unique", digest}
+
+
+def test_packets_contract_runs_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    """The custom expectation and its metric travel by reference (a processes or cluster
+    worker imports them with the contract)."""
+    import pickle
+
+    from astropipe.validation.runner import Suite
+
+    table = _packet_tables(tmp_path)
+    suite = Suite(contract_for("packets", table, RANGES), "packets.parquet", read=table.path)
+    (tmp_path / "suite.pkl").write_bytes(pickle.dumps(suite))
+    code = (
+        "import pickle, sys; from astropipe.validation.runner import run_suite; "
+        "suite = pickle.loads(open(sys.argv[1], 'rb').read()); report, _ = run_suite(suite); "
+        "print(report.success, len(report.outcomes))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "suite.pkl")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["True", str(len(suite.contract.rules))]
+
+
+def test_packets_contract_needs_the_recorded_aggregate(tmp_path: Path) -> None:
+    from astropipe.errors import InputFileError, MissingInputError
+    from astropipe.io.tables import write_parquet
+
+    table = _packet_tables(tmp_path)
+    write_parquet(pa.table({"candid": [1]}), tmp_path / "alerts.parquet", provenance={})
+    with pytest.raises(InputFileError, match="alerts.parquet: its provenance has no packets"):
+        contract_for("packets", table, RANGES)
+    (tmp_path / "alerts.parquet").unlink()
+    with pytest.raises(MissingInputError, match="build it with `dvc repro ingest_ztf`"):
+        contract_for("packets", table, RANGES)
+
+
+def test_recorded_in_is_for_the_packets_table_only() -> None:
+    from astropipe.validation.config import ValidationConfig
+
+    def tables(**entries: dict[str, Any]) -> dict[str, Any]:
+        return {"validation": {"tables": entries}}
+
+    packets = {"path": "p", "build": "b", "recorded_in": "a"}
+    assert (
+        ValidationConfig.from_params(tables(packets=packets)).tables["packets"].recorded_in == "a"
+    )
+    with pytest.raises(ConfigError, match=r"^validation\.tables\.packets\.recorded_in: required"):
+        ValidationConfig.from_params(tables(packets={**packets, "recorded_in": None}))
+    with pytest.raises(ConfigError, match=r"^validation\.tables\.alerts\.recorded_in: 'a' given"):
+        ValidationConfig.from_params(tables(alerts=packets))

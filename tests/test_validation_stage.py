@@ -6,6 +6,7 @@ The frames and cubes contracts are tested in test_validation_images.py.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from astropipe.features.extract import OUTPUT_COLUMNS as FEATURE_COLUMNS  # noqa
 from astropipe.io.tables import write_parquet  # noqa: E402
 from astropipe.lightcurve import to_lightcurve_table  # noqa: E402
 from astropipe.validation.stage import run  # noqa: E402
+from astropipe.ztf.packetlog import PacketLog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURE_FLOATS = [c for c in FEATURE_COLUMNS if c != "n_obs"]
@@ -126,14 +128,19 @@ def write_tables(
     al: pd.DataFrame | None = None,
     ft: pd.DataFrame | None = None,
 ) -> None:
-    """Write the three tables, as given (broken ones too), at the configured relative paths."""
+    """Write the three tables, as given (broken ones too), at the configured relative paths,
+    and the packets table whose aggregate the alerts' provenance records, as ingest_ztf does."""
+    packets = PacketLog(Path("data/raw/ztf/packets.parquet"), {}, name="packets.parquet")
+    packets.add([(f"{c}.avro", hashlib.sha256(c.encode()).hexdigest()) for c in "abc"])
+    record = packets.close()
     frames = {
         "data/raw/ztf/lightcurves.parquet": lightcurves() if lc is None else lc,
         "data/raw/ztf/alerts.parquet": alerts() if al is None else al,
         "data/processed/features.parquet": features() if ft is None else ft,
     }
     for path, df in frames.items():
-        write_parquet(pa.Table.from_pandas(df, preserve_index=False), path)
+        prov = {"packets": record} if path.endswith("alerts.parquet") else {}
+        write_parquet(pa.Table.from_pandas(df, preserve_index=False), path, provenance=prov)
 
 
 @pytest.fixture()
@@ -152,13 +159,14 @@ def test_good_tables_pass(workdir: Path, params: dict[str, Any], gx_context: Any
     summary = run(params, context=gx_context)
     assert summary["success"] is True
     assert summary["failed"] == 0
-    assert set(summary["tables"]) == {"alerts", "lightcurves", "features"}
+    assert set(summary["tables"]) == {"alerts", "lightcurves", "packets", "features"}
+    assert summary["tables"]["packets"]["rows"] == 3
     assert summary["tables"]["lightcurves"]["rows"] == 5
     assert summary["tables"]["alerts"]["rows"] == 3
     assert summary["tables"]["features"]["rows"] == 2
-    for entry in summary["tables"].values():
+    for name, entry in summary["tables"].items():
         assert entry["success"] is True
-        assert entry["expectations"] > 30
+        assert entry["expectations"] > (10 if name == "packets" else 30)
         assert entry["failures"] == []
     assert json.loads(SUMMARY.read_text()) == summary
     assert sorted(p.name for p in DOCS.iterdir()) == [
@@ -166,6 +174,7 @@ def test_good_tables_pass(workdir: Path, params: dict[str, Any], gx_context: Any
         "features.md",
         "index.md",
         "lightcurves.md",
+        "packets.md",
     ]
     assert "PASSED" in (DOCS / "index.md").read_text()
 

@@ -27,6 +27,7 @@ __all__ = [
 TABLES = (
     "alerts",
     "lightcurves",
+    "packets",
     "features",
     "koi",
     "toi",
@@ -41,11 +42,17 @@ ARTIFACTS = ("frames", "cubes")
 
 @dataclass(frozen=True)
 class TableConfig:
-    """One table to validate: where it is, how to build it, and its completeness thresholds."""
+    """One table to validate: where it is, how to build it, and its completeness thresholds.
+
+    ``recorded_in`` (the packets table only): the Parquet file whose provenance ``packets``
+    entry records this table's row count and SHA-256 (``alerts.parquet``); the contract checks
+    the table against it.
+    """
 
     path: str
     build: str
     completeness: dict[str, Fraction] = field(default_factory=dict)
+    recorded_in: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +231,17 @@ class ValidationConfig:
             if name in tables_raw
         }
         for name, tcfg in tables.items():
+            if (tcfg.recorded_in is not None) != (name == "packets"):
+                raise ConfigError(
+                    f"validation.tables.{name}.recorded_in: "
+                    + (
+                        "required; name the table whose provenance records the packets "
+                        "(${ztf.outputs.alerts})."
+                        if name == "packets"
+                        else f"{tcfg.recorded_in!r} given, but only the packets table has one; "
+                        "set it to null."
+                    )
+                )
             for col, frac in tcfg.completeness.items():
                 if not 0.0 <= float(frac) <= 1.0:
                     raise ConfigError(

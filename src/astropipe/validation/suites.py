@@ -13,23 +13,39 @@ missing column instead of a value).
 
 The contracts follow issue 2 §5: columns and dtypes, ra in [0, 360), dec in [-90, 90],
 plausible magnitudes, MJD in each survey's era, unique keys, and completeness (non-null
-fractions). Tables with a ``survey`` column (light curves, features) are checked row by row
-against their survey's entry of ``validation.ranges.surveys`` (MJD range, band names); a survey
-not listed there fails ``survey in {...}``.
+fractions). ``packets.parquet`` (every packet ingest_ztf read, name and SHA-256) is checked
+against the aggregate ``alerts.parquet``'s provenance records for it: its row count, and the
+SHA-256 over its rows (:func:`astropipe.ztf.packetlog.packets_digest`), computed by the custom
+expectation :class:`ExpectPacketLinesSha256ToEqual`. Tables with a ``survey`` column (light
+curves, features) are checked row by row against their survey's entry of
+``validation.ranges.surveys`` (MJD range, band names); a survey not listed there fails
+``survey in {...}``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
+from typing import Any, ClassVar
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402  (after the telemetry switch)
 import great_expectations.expectations as gxe  # noqa: E402
+import pandas as pd  # noqa: E402
+from great_expectations.core.metric_domain_types import MetricDomainTypes  # noqa: E402
+from great_expectations.execution_engine import PandasExecutionEngine  # noqa: E402
+from great_expectations.expectations.expectation import BatchExpectation  # noqa: E402
+from great_expectations.expectations.metrics.metric_provider import metric_value  # noqa: E402
+from great_expectations.expectations.metrics.table_metric_provider import (  # noqa: E402
+    TableMetricProvider,
+)
 from great_expectations.expectations.row_conditions import Column  # noqa: E402
 
-from astropipe.errors import ConfigError  # noqa: E402
+from astropipe.errors import ConfigError, InputFileError, MissingInputError  # noqa: E402
 from astropipe.features.stage import FEATURES_SCHEMA  # noqa: E402
+from astropipe.io.tables import read_metadata  # noqa: E402
 from astropipe.lightcurve import LIGHTCURVE_KEY, LIGHTCURVE_SCHEMA  # noqa: E402
 from astropipe.validation.config import (  # noqa: E402
     ALERTS_SURVEY,
@@ -52,6 +68,7 @@ from astropipe.validation.rules import (  # noqa: E402
     structure,
     unique,
 )
+from astropipe.ztf.packetlog import PACKETS_SCHEMA, packet_lines  # noqa: E402
 
 __all__ = [
     "Rule",
@@ -59,8 +76,11 @@ __all__ = [
     "ALERT_COLUMNS",
     "FEATURE_COLUMNS",
     "LIGHTCURVE_COLUMNS",
+    "PACKET_COLUMNS",
+    "ExpectPacketLinesSha256ToEqual",
     "alerts_contract",
     "lightcurves_contract",
+    "packets_contract",
     "features_contract",
     "contract_for",
     "build_suite",
@@ -150,6 +170,119 @@ def lightcurves_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     return Contract("lightcurves", cols, tuple(rules))
 
 
+#: packets.parquet: exactly :data:`astropipe.ztf.packetlog.PACKETS_SCHEMA`.
+PACKET_COLUMNS: dict[str, tuple[str, ...]] = {f.name: pandas_dtype(f.type) for f in PACKETS_SCHEMA}
+
+#: Rows fed to the SHA-256 at a time (bounds the bytes built at once: ~7 MB).
+_DIGEST_ROWS = 1 << 16
+
+
+class PacketLinesSha256(TableMetricProvider):
+    """SHA-256 over a packets table's rows in order, as
+    :func:`astropipe.ztf.packetlog.packets_digest` computes it from the file."""
+
+    metric_name = "table.astropipe_packet_lines_sha256"
+
+    @metric_value(engine=PandasExecutionEngine)
+    def _pandas(
+        cls,
+        execution_engine: PandasExecutionEngine,
+        metric_domain_kwargs: dict,
+        metric_value_kwargs: dict,
+        metrics: dict[str, Any],
+        runtime_configuration: dict,
+    ) -> str:
+        df, _, _ = execution_engine.get_compute_domain(
+            domain_kwargs=metric_domain_kwargs, domain_type=MetricDomainTypes.TABLE
+        )
+        return packet_lines_sha256(df)
+
+
+def packet_lines_sha256(df: pd.DataFrame) -> str:
+    """SHA-256 over ``df``'s ``(packet, sha256)`` rows in order (the packet log's aggregate)."""
+    digest = hashlib.sha256()
+    names, shas = df["packet"].tolist(), df["sha256"].tolist()
+    for i in range(0, len(names), _DIGEST_ROWS):
+        j = i + _DIGEST_ROWS
+        digest.update(packet_lines(zip(names[i:j], shas[i:j], strict=True)))
+    return digest.hexdigest()
+
+
+class ExpectPacketLinesSha256ToEqual(BatchExpectation):
+    """The SHA-256 over a packets table's rows (``<packet>\\t<sha256>\\n`` each, in order)
+    equals ``value``: the one ``alerts.parquet``'s provenance records."""
+
+    value: str
+    metric_dependencies = ("table.astropipe_packet_lines_sha256",)
+    domain_keys: ClassVar[tuple[str, ...]] = ()
+    success_keys = ("value",)
+    args_keys = ("value",)
+
+    def _validate(
+        self, metrics: dict, runtime_configuration: dict | None = None, execution_engine: Any = None
+    ) -> dict[str, Any]:
+        got = metrics.get("table.astropipe_packet_lines_sha256")
+        return {"success": got == self.value, "result": {"observed_value": got}}
+
+
+def _recorded_packets(table: TableConfig) -> dict[str, Any]:
+    """The ``packets`` entry of ``table.recorded_in``'s provenance (count, sha256)."""
+    where = table.recorded_in
+    if where is None:
+        raise ConfigError(
+            "validation.tables.packets.recorded_in: not set; name the table whose provenance "
+            "records the packets (${ztf.outputs.alerts})."
+        )
+    if not Path(where).is_file():
+        raise MissingInputError(f"{where}: file not found; build it with `{table.build}`.")
+    try:
+        meta = read_metadata(where)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise InputFileError(
+            f"{where}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
+        ) from exc
+    record = meta.get("provenance", {}).get("packets")
+    if not isinstance(record, dict) or not {"count", "sha256"} <= set(record):
+        raise InputFileError(
+            f"{where}: its provenance has no packets record (count, sha256); re-create it with "
+            f"`{table.build}`."
+        )
+    return record
+
+
+def packets_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
+    """Contract of ``packets.parquet`` (every packet ingest_ztf read, in input order): names
+    non-null and unique, SHA-256 as 64 lowercase hex digits, and the row count and the SHA-256
+    over the rows equal to what ``table.recorded_in`` (alerts.parquet) records."""
+    del ranges  # no range applies
+    cols = PACKET_COLUMNS
+    record = _recorded_packets(table)
+    source = Path(table.recorded_in or "").name
+    rules = structure(cols) + completeness("packets", cols, table.completeness)
+    rules += [
+        Rule(gxe.ExpectColumnValuesToNotBeNull, {"column": "packet"}, "packet non-null"),
+        unique(["packet"]),
+        Rule(gxe.ExpectColumnValuesToNotBeNull, {"column": "sha256"}, "sha256 non-null"),
+        Rule(
+            gxe.ExpectColumnValuesToMatchRegex,
+            {"column": "sha256", "regex": "^[0-9a-f]{64}$"},
+            "sha256 is 64 lowercase hex digits",
+        ),
+        Rule(
+            gxe.ExpectTableRowCountToEqual,
+            {"value": int(record["count"])},
+            f"rows = the packet count {source}'s provenance records ({record['count']})",
+        ),
+        Rule(
+            ExpectPacketLinesSha256ToEqual,
+            {"value": str(record["sha256"])},
+            f"SHA-256 over the rows = the one {source}'s provenance records "
+            f"({str(record['sha256'])[:12]}…)",
+        ),
+    ]
+    return Contract("packets", cols, tuple(rules))
+
+
 def features_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
     """Contract of ``features.parquet`` (one row per object and band; magnitude groups have
     ``mag_peak``, flux groups ``flux_peak``)."""
@@ -197,13 +330,14 @@ def features_contract(table: TableConfig, ranges: RangesConfig) -> Contract:
 _BUILDERS = {
     "alerts": alerts_contract,
     "lightcurves": lightcurves_contract,
+    "packets": packets_contract,
     "features": features_contract,
 }
 
 
 def contract_for(name: str, table: TableConfig, ranges: RangesConfig) -> Contract:
-    """Return the contract of table ``name`` (alerts, lightcurves, features; catalogs: koi, toi,
-    k2, objects; ingest_mast: mast_observations, mast_products)."""
+    """Return the contract of table ``name`` (alerts, lightcurves, packets, features; catalogs:
+    koi, toi, k2, objects; ingest_mast: mast_observations, mast_products)."""
     # imported here: the catalog and MAST contracts (validation/catalogs.py, validation/mast.py)
     # use this module's helpers
     from astropipe.validation.catalogs import CATALOG_BUILDERS

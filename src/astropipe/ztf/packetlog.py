@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from astropipe.io.tables import ParquetRowGroups
 
-__all__ = ["PacketLog", "PACKETS_SCHEMA", "PACKET_GROUP_ROWS", "packets_digest"]
+__all__ = ["PacketLog", "PACKETS_SCHEMA", "PACKET_GROUP_ROWS", "packets_digest", "packet_lines"]
 
 #: Rows per row group of ``packets.parquet`` (~150 bytes a row in memory: ~10 MB).
 PACKET_GROUP_ROWS = 1 << 16
@@ -36,7 +36,8 @@ PACKET_GROUP_ROWS = 1 << 16
 PACKETS_SCHEMA = pa.schema([pa.field("packet", pa.string()), pa.field("sha256", pa.string())])
 
 
-def _lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+def packet_lines(pairs: Iterable[tuple[str, str]]) -> bytes:
+    """The bytes the aggregate SHA-256 is fed for ``(packet, sha256)`` pairs, in order."""
     return "".join(f"{name}\t{sha}\n" for name, sha in pairs).encode()
 
 
@@ -70,7 +71,7 @@ class PacketLog:
                 schema=PACKETS_SCHEMA,
             )
         )
-        self._hash.update(_lines(pairs))
+        self._hash.update(packet_lines(pairs))
         self.count += len(pairs)
 
     def close(self) -> dict[str, Any]:
@@ -94,6 +95,6 @@ def packets_digest(path: str | Path) -> dict[str, Any]:
     for i in range(table.num_row_groups):
         group = table.read_row_group(i, columns=["packet", "sha256"])
         pairs = list(zip(group["packet"].to_pylist(), group["sha256"].to_pylist(), strict=True))
-        digest.update(_lines(pairs))
+        digest.update(packet_lines(pairs))
         count += len(pairs)
     return {"count": count, "sha256": digest.hexdigest()}
