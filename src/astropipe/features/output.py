@@ -1,29 +1,23 @@
-"""The stage's output tables and the writers that stream them, row group by row group.
+"""The stage's output tables and the CSV writer that streams them.
 
-:class:`ParquetRowGroups` writes a Parquet file in row groups of a fixed number of rows, with
-the settings and metadata of :func:`astropipe.io.tables.write_parquet`, so a table smaller
-than one row group is byte-identical to ``write_parquet`` of the whole table, and the bytes
-never depend on how the rows were handed over (each row group is made contiguous before it is
-written: Arrow's writer splits pages at chunk boundaries). :class:`CsvRows` appends CSV rows
-with the header once, as :func:`~astropipe.features.clean.report.write_csv` writes a whole
-frame.
+The Parquet outputs are streamed row group by row group with
+:class:`astropipe.io.tables.ParquetRowGroups` (the bytes never depend on how the rows were
+handed over). :class:`CsvRows` appends CSV rows with the header once, as
+:func:`~astropipe.features.clean.report.write_csv` writes a whole frame.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from astropipe.errors import AstropipeError
 from astropipe.features.extract import OUTPUT_COLUMNS
 from astropipe.io.atomic import atomic_path
-from astropipe.io.tables import dumps_json
 
 __all__ = [
     "FEATURES_SCHEMA",
@@ -32,8 +26,6 @@ __all__ = [
     "FEATURES_GROUP_ROWS",
     "SurveyMixError",
     "with_survey",
-    "file_metadata",
-    "ParquetRowGroups",
     "CsvRows",
 ]
 
@@ -108,88 +100,6 @@ def with_survey(feats: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
     out = feats.copy()
     out.insert(2, "survey", survey.to_numpy(object))
     return out
-
-
-def file_metadata(provenance: Mapping[str, Any], units: Mapping[str, str]) -> dict[bytes, bytes]:
-    """The schema metadata :func:`astropipe.io.tables.write_parquet` writes."""
-    blob = {"provenance": dict(provenance), "units": dict(sorted(units.items()))}
-    return {b"astropipe": dumps_json(blob).encode()}
-
-
-class ParquetRowGroups:
-    """Write a Parquet file table by table, in row groups of exactly ``rows`` rows (the last
-    one shorter), through a temporary sibling renamed by :meth:`close`.
-
-    Use as a context manager: the file is moved into place when the block ends without an
-    error, and its temporary file removed otherwise. :meth:`finish` completes the file under
-    its temporary name (:attr:`path`), so that several outputs written in one
-    :class:`contextlib.ExitStack` move into place together, only once all are written.
-    """
-
-    def __init__(
-        self, path: str | Path, schema: pa.Schema, meta: Mapping[bytes, bytes], *, rows: int
-    ) -> None:
-        self._stack = contextlib.ExitStack()
-        #: the temporary file being written, renamed onto the output by :meth:`close`
-        self.path: Path = self._stack.enter_context(atomic_path(path))
-        self.schema = schema.with_metadata(dict(meta))
-        self._writer = pq.ParquetWriter(
-            self.path,
-            self.schema,
-            compression="zstd",
-            compression_level=3,
-            write_statistics=True,
-            use_dictionary=True,
-        )
-        self._rows = rows
-        self._pending: list[pa.Table] = []
-        self._n = 0
-        self.num_rows = 0
-        self._finished = False
-
-    def write(self, table: pa.Table) -> None:
-        """Queue ``table`` (in the file's schema, any metadata); write every full row group."""
-        if table.num_rows == 0:
-            return
-        self._pending.append(table.replace_schema_metadata(self.schema.metadata))
-        self._n += table.num_rows
-        self.num_rows += table.num_rows
-        while self._n >= self._rows:
-            self._flush(self._rows)
-
-    def _flush(self, n: int) -> None:
-        joined = pa.concat_tables(self._pending)
-        group = joined.slice(0, n).combine_chunks()
-        self._writer.write_table(group, row_group_size=n)
-        rest = joined.slice(n)
-        self._pending = [rest] if rest.num_rows else []
-        self._n = rest.num_rows
-
-    def __enter__(self) -> ParquetRowGroups:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._writer.close()
-            self._stack.__exit__(exc_type, exc, tb)
-
-    def finish(self) -> Path:
-        """Write the last row group and close the file, still under its temporary name."""
-        if not self._finished:
-            if self._n:
-                self._flush(self._n)
-            elif self.num_rows == 0:  # an empty table, as write_table writes it
-                self._writer.write_table(self.schema.empty_table())
-            self._writer.close()
-            self._finished = True
-        return self.path
-
-    def close(self) -> None:
-        """:meth:`finish` and move the file into place."""
-        self.finish()
-        self._stack.close()
 
 
 class CsvRows:

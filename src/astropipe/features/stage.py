@@ -46,13 +46,11 @@ from astropipe.features.output import (
     FEATURES_GROUP_ROWS,
     FEATURES_SCHEMA,
     CsvRows,
-    ParquetRowGroups,
     SurveyMixError,
-    file_metadata,
 )
 from astropipe.io.atomic import atomic_path, remove_stale_temps
 from astropipe.io.lock import OutputLock
-from astropipe.io.tables import dumps_json
+from astropipe.io.tables import ParquetRowGroups, dumps_json, file_metadata
 from astropipe.lightcurve import FLAG_NEGATIVE_DIFF, FLAG_QUALITY_MASKED
 from astropipe.provenance import provenance, relpath, sha256_file
 
