@@ -96,7 +96,13 @@ def test_every_imported_module_is_a_dependency(
 
 #: Keys that change only speed and memory, never an output byte (each stage's tests run
 #: several values and compare bytes); no stage lists them, so tuning them re-runs nothing.
-SPEED_ONLY = {"ztf.alerts.batch_size", "features.batch_points", "zarr.read_workers"}
+SPEED_ONLY = {
+    "ztf.alerts.batch_size",
+    "features.batch_points",
+    "zarr.read_workers",
+    "calibration.memory_limit",  # tests/test_calibration_memory.py: same bytes at 24MB
+    "calibration.tile_rows",
+}
 
 
 def _leaves(tree: object, prefix: str) -> list[str]:

@@ -32,9 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from astropipe.errors import InputFileError, MissingInputError
+from astropipe.errors import InputFileError
 from astropipe.features.clean import clean_table
 from astropipe.features.clean.masks import REMOVED
 from astropipe.features.clean.pipeline import CLEAN_SCHEMA
@@ -42,6 +41,7 @@ from astropipe.features.clean.report import feature_plot_table
 from astropipe.features.clean.summary import StepCounts, count_steps
 from astropipe.features.extract import compute_features
 from astropipe.features.output import FEATURES_SCHEMA, with_survey
+from astropipe.io.tables import open_parquet
 
 if TYPE_CHECKING:
     from astropipe.features.stage import FeaturesConfig
@@ -129,19 +129,6 @@ class BatchResult:
     curves: list[tuple[CurveKey, int]]
 
 
-def _parquet(path: str) -> pq.ParquetFile:
-    if not Path(path).exists():
-        raise MissingInputError(
-            f"{path}: file not found; run the stage that writes it (dvc repro)."
-        )
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(
-            f"{path}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
-        ) from exc
-
-
 def _record_batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
     """The record batches of ``path``, one row group at a time.
 
@@ -149,7 +136,7 @@ def _record_batches(path: str, columns: list[str] | None = None) -> Iterator[pa.
     26: 285 MB of Arrow memory held while streaming a 276 MB file of 77 row groups, measured);
     asking for one row group at a time keeps one decoded row group in memory.
     """
-    pf = _parquet(path)
+    pf = open_parquet(path)
     for i in range(pf.metadata.num_row_groups):
         yield from pf.iter_batches(batch_size=READ_ROWS, row_groups=[i], columns=columns)
 

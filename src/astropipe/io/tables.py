@@ -30,8 +30,8 @@ from astropipe.errors import InputFileError, MissingInputError
 from astropipe.io.atomic import atomic_path
 
 __all__ = [
-    "write_parquet", "ParquetRowGroups", "file_metadata", "read_parquet", "read_metadata",
-    "write_json", "dumps_json",
+    "write_parquet", "ParquetRowGroups", "file_metadata", "read_parquet", "open_parquet",
+    "read_metadata", "write_json", "dumps_json",
 ]  # fmt: skip
 
 _META_KEY = b"astropipe"
@@ -216,15 +216,34 @@ def _exc_info() -> tuple[type[BaseException], BaseException, None]:
 
 def read_parquet(path: str | os.PathLike[str]) -> pa.Table:
     """Read a Parquet file, with a clear error when it is missing or not Parquet."""
-    p = Path(path)
-    if not p.exists():
-        raise MissingInputError(f"{p}: file not found; run the stage that writes it (dvc repro).")
+    p = _existing(path)
     try:
         return pq.read_table(p)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(
-            f"{p}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
-        ) from exc
+        raise _unreadable(p, exc) from exc
+
+
+def open_parquet(path: str | os.PathLike[str]) -> pq.ParquetFile:
+    """Open a Parquet file to read it row group by row group, with :func:`read_parquet`'s
+    errors."""
+    p = _existing(path)
+    try:
+        return pq.ParquetFile(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _unreadable(p, exc) from exc
+
+
+def _existing(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(f"{p}: file not found; run the stage that writes it (dvc repro).")
+    return p
+
+
+def _unreadable(p: Path, exc: Exception) -> InputFileError:
+    return InputFileError(
+        f"{p}: not a readable Parquet file ({exc}); re-create it or fetch it with dvc pull."
+    )
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
