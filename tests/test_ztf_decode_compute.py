@@ -74,12 +74,16 @@ def test_two_blocks_or_trailing_bytes_take_the_general_reader() -> None:
             alerts.decode_packet(Packet("x", data + tail))
 
 
-def _params(tmp: Path, scheduler: str, *extra: str) -> dict:
-    out = tmp / "out"  # the same paths whatever the scheduler: they are in the provenance
+def _params(
+    tmp: Path, scheduler: str, *extra: str, alerts: Path = ALERTS, dr: bool = False
+) -> dict:
+    """The stage's params with every output under ``tmp`` (the same paths whatever the
+    scheduler: they are in the provenance); ``dr``: keep conf/'s DR light curves."""
+    out = tmp / "out"
     return compose(
         [
-            f"ztf.alerts.path={ALERTS}",
-            "ztf.dr.path=null",
+            f"ztf.alerts.path={alerts}",
+            *([] if dr else ["ztf.dr.path=null"]),
             f"ztf.outputs.dir={out}",
             f"ztf.outputs.alerts={out}/alerts.parquet",
             f"ztf.outputs.lightcurves={out}/lightcurves.parquet",
@@ -185,25 +189,7 @@ def _night_dir(tmp: Path) -> Path:
 
 
 def _stream_params(tmp: Path, night: Path, batch: int) -> dict:
-    out = tmp / "out"
-    return compose(
-        [
-            f"ztf.alerts.path={night}",
-            f"ztf.alerts.batch_size={batch}",
-            f"ztf.outputs.dir={out}",
-            f"ztf.outputs.alerts={out}/alerts.parquet",
-            f"ztf.outputs.lightcurves={out}/lightcurves.parquet",
-            f"ztf.outputs.cutouts={out}/cutouts",
-            f"ztf.outputs.report={tmp}/report.json",
-            f"ztf.outputs.metrics={tmp}/metrics.json",
-            "compute.scheduler=synchronous",
-        ],
-        root=find_root(),
-    )
-
-
-def _snapshot(out: Path) -> dict[Path, bytes]:
-    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return _params(tmp, "synchronous", f"ztf.alerts.batch_size={batch}", alerts=night, dr=True)
 
 
 def test_streamed_tables_equal_the_in_memory_tables_whatever_the_batch(
@@ -230,7 +216,7 @@ def test_streamed_tables_equal_the_in_memory_tables_whatever_the_batch(
     snaps, reports = [], []
     for batch in (3, 256):
         run(_stream_params(tmp_path, night, batch))
-        snaps.append(_snapshot(tmp_path / "out"))
+        snaps.append(_files(tmp_path / "out"))
         reports.append(json.loads((tmp_path / "report.json").read_text()))
     # the bytes depend on the data only, not on the batch size
     assert snaps[0] == snaps[1] and reports[0] == reports[1]
